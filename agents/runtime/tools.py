@@ -1,0 +1,127 @@
+"""The Tool interface, the tool registry and the dispatcher that runs tool calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from realtime.emitter import EventEmitter, RunRef
+
+logger = logging.getLogger(__name__)
+
+
+class ToolError(Exception):
+    """A tool could not do what was asked; the message is shown to the user."""
+
+
+class Tool(ABC):
+    """A named capability an agent can call with JSON parameters."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    async def run(self, parameters: dict[str, Any]) -> Any:
+        """Do the call and return a JSON-like result, or raise ToolError."""
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """The result of one tool call as the agent sees it."""
+
+    ok: bool
+    result: Any = None
+    error: str = ""
+
+
+@cache
+def get_tool(name: str) -> Tool | None:
+    """Return the tool registered under `name` in settings.AGENT_TOOLS."""
+    path = settings.AGENT_TOOLS.get(name)
+    if path is None:
+        return None
+    cls = import_string(path)
+    tool = cls()
+    if not isinstance(tool, Tool):
+        raise TypeError(f"{path} is not a Tool")
+    return tool
+
+
+class ToolDispatcher:
+    """Runs an agent's tool calls with a timeout and reports each as events."""
+
+    def __init__(self, *, allowed_tools: Iterable[str], timeout_seconds: float) -> None:
+        self.allowed_tools = frozenset(allowed_tools)
+        self.timeout_seconds = timeout_seconds
+
+    async def call(
+        self, emitter: EventEmitter, ref: RunRef, name: str, parameters: dict[str, Any]
+    ) -> ToolOutcome:
+        """Run one tool call; errors and timeouts become tool_error, never exceptions."""
+        call_id = f"call_{uuid.uuid4().hex[:16]}"
+        await emitter.emit(
+            ref,
+            "tool_executing",
+            {"tool_name": name, "tool_call_id": call_id, "parameters": parameters},
+        )
+        started = time.monotonic()
+        tool = get_tool(name) if name in self.allowed_tools else None
+        try:
+            if tool is None:
+                raise ToolError(f"tool {name!r} is not available to this agent")
+            async with asyncio.timeout(self.timeout_seconds):
+                result = await tool.run(parameters)
+        except asyncio.CancelledError:
+            await self._report_error(emitter, ref, name, call_id, "cancelled", started)
+            raise
+        except ToolError as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"tool {name!r} timed out after {self.timeout_seconds:g} s"
+        except Exception:
+            logger.exception("tool %s failed run_id=%s call=%s", name, ref.run_id, call_id)
+            error = f"tool {name!r} failed with an internal error"
+        else:
+            await emitter.emit(
+                ref,
+                "tool_completed",
+                {
+                    "tool_name": name,
+                    "tool_call_id": call_id,
+                    "result": result,
+                    "duration_ms": _elapsed_ms(started),
+                },
+            )
+            return ToolOutcome(ok=True, result=result)
+        await self._report_error(emitter, ref, name, call_id, error, started)
+        return ToolOutcome(ok=False, error=error)
+
+    async def _report_error(
+        self, emitter: EventEmitter, ref: RunRef, name: str, call_id: str, error: str,
+        started: float,
+    ) -> None:
+        await emitter.emit(
+            ref,
+            "tool_error",
+            {
+                "tool_name": name,
+                "tool_call_id": call_id,
+                "error": error,
+                "duration_ms": _elapsed_ms(started),
+            },
+        )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

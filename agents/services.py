@@ -1,0 +1,121 @@
+"""State changes of agents' sessions, runs and events (synchronous, ORM)."""
+
+import os
+import socket
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.errors import NotFound
+from agents.models import Agent, AgentSession, Run, RunEvent, Thread, UserEventCounter
+
+PROCESS_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def session_open(*, user_id: int) -> AgentSession:
+    """Record a new agent session for an existing user; ValueError if there is no such user."""
+    if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
+        raise ValueError(f"no active user with id {user_id}")
+    UserEventCounter.objects.get_or_create(user_id=user_id)
+    return AgentSession.objects.create(user_id=user_id, process=PROCESS_NAME)
+
+
+def session_touch(*, session_id: int) -> None:
+    """Mark the session as seen now."""
+    AgentSession.objects.filter(pk=session_id).update(last_seen_at=timezone.now())
+
+
+def session_end(*, session_id: int) -> None:
+    """Mark the session as ended."""
+    now = timezone.now()
+    AgentSession.objects.filter(pk=session_id, status=AgentSession.Status.ACTIVE).update(
+        status=AgentSession.Status.ENDED, ended_at=now, last_seen_at=now
+    )
+
+
+def run_create(
+    *,
+    user_id: int,
+    session_id: int | None,
+    agent: Agent,
+    thread_id: str | None,
+    message: str,
+    options: dict[str, Any],
+    request_id: str,
+) -> Run:
+    """Create a queued run in the user's thread (a new thread when none is given)."""
+    with transaction.atomic():
+        if thread_id is None:
+            thread = Thread.objects.create(user_id=user_id, title=message[:200])
+        else:
+            thread = Thread.objects.filter(pk=thread_id, user_id=user_id).first()
+            if thread is None:
+                raise NotFound("no such thread")
+        return Run.objects.create(
+            user_id=user_id,
+            session_id=session_id,
+            agent=agent,
+            thread=thread,
+            request_id=request_id,
+            message=message,
+            options=options,
+            process=PROCESS_NAME,
+        )
+
+
+def run_mark_running(*, run_id: str) -> datetime:
+    """Mark a queued run as running and return its start time."""
+    now = timezone.now()
+    Run.objects.filter(pk=run_id).update(status=Run.Status.RUNNING, started_at=now)
+    return now
+
+
+def run_finish(
+    *,
+    run_id: str,
+    status: str,
+    result: str = "",
+    error_code: str = "",
+    error_message: str = "",
+) -> None:
+    """Record the end of a run; a run already ended keeps its first outcome."""
+    Run.objects.filter(pk=run_id).exclude(status__in=Run.TERMINAL).update(
+        status=status,
+        finished_at=timezone.now(),
+        result=result,
+        error_code=error_code,
+        error_message=error_message[:2000],
+    )
+
+
+def event_record(
+    *, user_id: int, run_id: str, event_type: str, data: dict[str, Any]
+) -> tuple[int, datetime]:
+    """Give the event the user's next seq and store it; return (seq, timestamp).
+
+    The counter row's lock (an UPDATE inside the transaction) orders concurrent
+    writers of one user across threads and processes, and the seq and the
+    event commit together, so seqs have no holes and never repeat.
+    """
+    with transaction.atomic():
+        bumped = UserEventCounter.objects.filter(user_id=user_id).update(
+            last_seq=F("last_seq") + 1
+        )
+        if not bumped:
+            UserEventCounter.objects.get_or_create(user_id=user_id)
+            UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
+        seq = UserEventCounter.objects.values_list("last_seq", flat=True).get(user_id=user_id)
+        created_at = timezone.now()
+        RunEvent.objects.create(
+            user_id=user_id,
+            run_id=run_id,
+            seq=seq,
+            type=event_type,
+            payload=data,
+            created_at=created_at,
+        )
+    return seq, created_at

@@ -1,0 +1,300 @@
+"""UserAgentSession: one user's runs in this process, always wired to its emitter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from agents.errors import (
+    InvalidRequest,
+    MessageTooLarge,
+    NotFound,
+    RateLimited,
+    ThreadBusy,
+    TooManyRuns,
+)
+from agents.models import Run
+from agents.ratelimit import TokenBucket
+from agents.runtime.base import Agent, AgentDefinition, RunContext, load_agent_class
+from agents.runtime.tools import ToolDispatcher
+from agents.selectors import agent_get_enabled
+from agents.services import run_create, run_finish, run_mark_running, session_touch
+from realtime.emitter import EventEmitter, RunRef
+
+logger = logging.getLogger(__name__)
+
+OnBusy = Literal["enqueue", "interrupt", "reject"]
+ON_BUSY_CHOICES: tuple[str, ...] = ("enqueue", "interrupt", "reject")
+
+
+@dataclass
+class ActiveRun:
+    """A run this process is executing or has queued."""
+
+    ref: RunRef
+    message: str
+    agent: Agent
+    context: RunContext
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+    cancel_reason: str = "cancelled"
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def _definition_from_row(row: Any) -> AgentDefinition:
+    return AgentDefinition(
+        name=row.name,
+        implementation=row.implementation,
+        allowed_tools=tuple(row.allowed_tools or ()),
+        tool_timeout_seconds=float(row.tool_timeout_seconds),
+        max_run_seconds=float(row.max_run_seconds),
+        config=dict(row.config or {}),
+    )
+
+
+def _check_thread_id(thread_id: Any) -> str | None:
+    if thread_id is None:
+        return None
+    try:
+        return str(uuid.UUID(str(thread_id)))
+    except ValueError as exc:
+        raise InvalidRequest("thread_id must be a UUID or null") from exc
+
+
+class UserAgentSession:
+    """Owns one user's runs: starts them as tasks, limits and cancels them."""
+
+    def __init__(
+        self,
+        *,
+        user_id: int,
+        session_id: int,
+        emitter: EventEmitter,
+        max_concurrent_runs: int,
+        start_bucket: TokenBucket,
+    ) -> None:
+        if not isinstance(emitter, EventEmitter):
+            raise TypeError("a UserAgentSession is always built with its EventEmitter")
+        self.user_id = user_id
+        self.session_id = session_id
+        self._emitter = emitter
+        self.max_concurrent_runs = max_concurrent_runs
+        self._start_bucket = start_bucket
+        self._runs: dict[str, ActiveRun] = {}
+        self._thread_tail: dict[str, asyncio.Task[None]] = {}
+        self._start_lock = asyncio.Lock()
+        self.connections = 0
+        self.last_seen = time.monotonic()
+
+    @property
+    def emitter(self) -> EventEmitter:
+        """Return the emitter every event of this user goes through."""
+        return self._emitter
+
+    def active_run_ids(self) -> list[str]:
+        """Return the ids of the runs queued or running here."""
+        return list(self._runs)
+
+    def touch(self) -> None:
+        """Note that the user was active now."""
+        self.last_seen = time.monotonic()
+
+    def attach(self) -> None:
+        """Count a newly connected socket of this user."""
+        self.connections += 1
+        self.touch()
+
+    def detach(self) -> None:
+        """Count a closed socket of this user."""
+        self.connections = max(0, self.connections - 1)
+        self.touch()
+
+    async def start_run(
+        self,
+        *,
+        agent_name: str,
+        message: str,
+        thread_id: str | None = None,
+        options: dict[str, Any] | None = None,
+        on_busy: str = "enqueue",
+        request_id: str = "",
+    ) -> RunRef:
+        """Start (or queue) a run of `agent_name` for `message`; return its reference."""
+        if on_busy not in ON_BUSY_CHOICES:
+            raise InvalidRequest(f"on_busy must be one of {', '.join(ON_BUSY_CHOICES)}")
+        if len(message) > settings.WS_MAX_MESSAGE_CHARS:
+            raise MessageTooLarge(
+                f"message longer than {settings.WS_MAX_MESSAGE_CHARS} characters"
+            )
+        thread_id = _check_thread_id(thread_id)
+        row = await database_sync_to_async(agent_get_enabled)(name=agent_name)
+        definition = _definition_from_row(row)
+        agent_cls = load_agent_class(definition.implementation)
+        clean_options = agent_cls.clean_options(dict(options or {}))
+        self.touch()
+        async with self._start_lock:
+            previous = self._thread_tail.get(thread_id) if thread_id else None
+            if previous is not None and previous.done():
+                previous = None
+            if previous is not None and on_busy == "reject":
+                raise ThreadBusy("this thread has a run in progress")
+            interrupted = self._runs_in_thread(thread_id) if on_busy == "interrupt" else []
+            if len(self._runs) - len(interrupted) >= self.max_concurrent_runs:
+                raise TooManyRuns(
+                    f"at most {self.max_concurrent_runs} runs at once; stop one or wait"
+                )
+            retry_after = self._start_bucket.take()
+            if retry_after:
+                raise RateLimited(
+                    "starting runs too fast", retry_after=round(retry_after, 3)
+                )
+            run = await database_sync_to_async(run_create)(
+                user_id=self.user_id,
+                session_id=self.session_id,
+                agent=row,
+                thread_id=thread_id,
+                message=message,
+                options=clean_options,
+                request_id=request_id,
+            )
+            ref = RunRef(run_id=str(run.id), thread_id=str(run.thread_id), agent_name=row.name)
+            for active in interrupted:
+                self._cancel(active, "interrupted by a newer message")
+            agent = agent_cls(definition=definition)
+            context = RunContext(
+                ref=ref,
+                message=message,
+                options=clean_options,
+                emitter=self._emitter,
+                dispatcher=ToolDispatcher(
+                    allowed_tools=definition.allowed_tools,
+                    timeout_seconds=min(
+                        definition.tool_timeout_seconds, settings.AGENT_TOOL_TIMEOUT_SECONDS
+                    ),
+                ),
+            )
+            active = ActiveRun(ref=ref, message=message, agent=agent, context=context)
+            self._runs[ref.run_id] = active
+            task = asyncio.create_task(self._drive(active, previous), name=f"run-{ref.run_id}")
+            active.task = task
+            self._thread_tail[ref.thread_id] = task
+        return ref
+
+    async def cancel_run(self, run_id: str, *, reason: str = "stopped by user") -> None:
+        """Cancel one of this user's queued or running runs; NotFound otherwise."""
+        active = self._runs.get(str(run_id))
+        if active is None:
+            raise NotFound("no queued or running run with that id")
+        self._cancel(active, reason)
+
+    async def wait_run(self, run_id: str) -> None:
+        """Wait until a run known to this session has ended."""
+        active = self._runs.get(str(run_id))
+        if active is not None and active.task is not None:
+            await asyncio.wait({active.task})
+
+    async def close(self, *, reason: str = "session closed") -> None:
+        """Cancel every run of this session and wait for them to record their end."""
+        tasks = []
+        for active in list(self._runs.values()):
+            self._cancel(active, reason)
+            if active.task is not None:
+                tasks.append(active.task)
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _runs_in_thread(self, thread_id: str | None) -> list[ActiveRun]:
+        return [a for a in self._runs.values() if thread_id and a.ref.thread_id == thread_id]
+
+    def _cancel(self, active: ActiveRun, reason: str) -> None:
+        active.cancel_reason = reason
+        if active.task is not None:
+            active.task.cancel()
+
+    async def _drive(self, active: ActiveRun, previous: asyncio.Task[None] | None) -> None:
+        ref = active.ref
+        try:
+            try:
+                if previous is not None:
+                    await asyncio.wait({previous})
+                await self._begin(active)
+                async with asyncio.timeout(active.agent.definition.max_run_seconds):
+                    result = await active.agent.run(active.context)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                await self._end_cancelled(active)
+            except TimeoutError:
+                await self._end_failed(active, "timeout", "the run took too long")
+            except Exception as exc:
+                logger.exception("run failed user_id=%s run_id=%s", self.user_id, ref.run_id)
+                await self._end_failed(active, "agent_failed", str(exc)[:500] or type(exc).__name__)
+            else:
+                await self._end_completed(active, result)
+        except Exception:
+            # Recording the end failed (database gone?). The run row stays
+            # 'running' and the interrupted-run sweep ends it later.
+            logger.exception("run could not record its end user_id=%s run_id=%s",
+                             self.user_id, ref.run_id)
+        finally:
+            self._runs.pop(ref.run_id, None)
+            if self._thread_tail.get(ref.thread_id) is asyncio.current_task():
+                del self._thread_tail[ref.thread_id]
+
+    async def _begin(self, active: ActiveRun) -> None:
+        await database_sync_to_async(run_mark_running)(run_id=active.ref.run_id)
+        active.started_at = time.monotonic()
+        # Set before the emit: emits finish even when the run is cancelled meanwhile.
+        active.started = True
+        await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
+
+    async def _end_completed(self, active: ActiveRun, result: str) -> None:
+        await self._emitter.emit(
+            active.ref,
+            "agent_completed",
+            {"status": "completed", "result": str(result), "duration_ms": _ms(active)},
+        )
+        await database_sync_to_async(run_finish)(
+            run_id=active.ref.run_id, status=Run.Status.COMPLETED, result=str(result)
+        )
+
+    async def _end_failed(self, active: ActiveRun, code: str, message: str) -> None:
+        if not active.started:
+            await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
+        await self._emitter.emit(
+            active.ref, "agent_error", {"error": {"code": code, "message": message}}
+        )
+        await database_sync_to_async(run_finish)(
+            run_id=active.ref.run_id,
+            status=Run.Status.FAILED,
+            error_code=code,
+            error_message=message,
+        )
+
+    async def _end_cancelled(self, active: ActiveRun) -> None:
+        # A run cancelled while queued still tells its story: started, then cancelled.
+        if not active.started:
+            await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
+        await self._emitter.emit(active.ref, "agent_cancelled", {"reason": active.cancel_reason})
+        await database_sync_to_async(run_finish)(
+            run_id=active.ref.run_id,
+            status=Run.Status.CANCELLED,
+            error_code="cancelled",
+            error_message=active.cancel_reason,
+        )
+
+    async def record_seen(self) -> None:
+        """Store the last-seen time of this session."""
+        await database_sync_to_async(session_touch)(session_id=self.session_id)
+
+
+def _ms(active: ActiveRun) -> int:
+    return int((time.monotonic() - active.started_at) * 1000)

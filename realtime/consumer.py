@@ -1,0 +1,207 @@
+"""The WebSocket consumer at /ws/agents/: speaks the protocol, holds no business logic."""
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from agents.errors import ServiceError
+from agents.registry import get_registry
+from agents.selectors import user_last_seq
+from agents.session import UserAgentSession
+from realtime.emitter import encode_frame, iso_utc
+from realtime.groups import user_group
+from realtime.metrics import metrics
+from realtime.protocol import (
+    Frame,
+    ProtocolError,
+    StartRequest,
+    decode_frame,
+    parse_resume,
+    parse_start_agent,
+    parse_stop_agent,
+    parse_user_message,
+)
+from realtime.replay import Replay
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+def server_time() -> str:
+    """Return the current time as ISO-8601 UTC."""
+    return iso_utc(datetime.now(UTC))
+
+
+class AgentConsumer(AsyncWebsocketConsumer):
+    """One browser tab or script connected to its user's agent events."""
+
+    user_id: int
+    session: UserAgentSession
+
+    async def connect(self) -> None:
+        """Authenticate, join the user's group and announce the connection."""
+        user = self.scope.get("user")
+        self.joined = False
+        if user is None or not user.is_authenticated:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user_id = int(user.pk)
+        self.connection_id = uuid.uuid4().hex
+        # Events at or below this seq were already sent on this socket (by resume).
+        self.sent_through = 0
+        self.session = await get_registry().get_user_session(self.user_id)
+        self.group = user_group(self.user_id)
+        # Join before reading last_seq, so every later event arrives live.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.joined = True
+        self.session.attach()
+        metrics.inc("connections_opened")
+        await self.accept()
+        last_seq = await database_sync_to_async(user_last_seq)(user_id=self.user_id)
+        await self.send_frame(
+            {
+                "type": "connection_established",
+                "connection_id": self.connection_id,
+                "user_id": str(self.user_id),
+                "last_seq": last_seq,
+                "server_time": server_time(),
+            }
+        )
+
+    async def disconnect(self, code: int) -> None:
+        """Leave the user's group; the user's runs go on."""
+        if getattr(self, "joined", False):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.session.detach()
+            self.joined = False
+            metrics.inc("connections_closed")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Decode one client frame and dispatch it; bad frames get an error reply."""
+        if not getattr(self, "joined", False):
+            return
+        if text_data is None:
+            size = len(bytes_data or b"")
+        else:
+            # A str of n characters is at most 4n bytes of UTF-8: skip encoding small ones.
+            size = len(text_data) if len(text_data) * 4 <= settings.WS_MAX_FRAME_BYTES else len(
+                text_data.encode()
+            )
+        if size > settings.WS_MAX_FRAME_BYTES:
+            metrics.inc("frames_too_large")
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            return
+        request_id = None
+        try:
+            if text_data is None:
+                raise ProtocolError("invalid_message", "binary frames are not supported")
+            frame = decode_frame(text_data)
+            request_id = frame.request_id
+            await self.handlers[frame.type](self, frame)
+        except ProtocolError as exc:
+            await self.send_error(request_id, exc.code, exc.message)
+        except ServiceError as exc:
+            await self.send_error(request_id, exc.code, exc.message, **exc.extra)
+
+    async def handle_start_agent(self, frame: Frame) -> None:
+        """Start a run of the named agent."""
+        await self._start(frame, parse_start_agent(frame.payload, default_agent=_default()))
+
+    async def handle_user_message(self, frame: Frame) -> None:
+        """Start a run of the default agent."""
+        await self._start(frame, parse_user_message(frame.payload, default_agent=_default()))
+
+    async def _start(self, frame: Frame, request: StartRequest) -> None:
+        ref = await self.session.start_run(
+            agent_name=request.agent,
+            message=request.message,
+            thread_id=request.thread_id,
+            options=request.options,
+            on_busy=request.on_busy,
+            request_id=frame.request_id or "",
+        )
+        await self.send_frame(
+            {
+                "type": "run_accepted",
+                "request_id": frame.request_id,
+                "run_id": ref.run_id,
+                "thread_id": ref.thread_id,
+            }
+        )
+
+    async def handle_stop_agent(self, frame: Frame) -> None:
+        """Cancel one of the user's runs."""
+        await self.session.cancel_run(parse_stop_agent(frame.payload))
+
+    async def handle_resume(self, frame: Frame) -> None:
+        """Send every stored event after the client's cursor, then resume_complete."""
+        replay = Replay(user_id=self.user_id, after_seq=parse_resume(frame.payload))
+        recovered = await replay.recovered()
+        last = replay.after_seq
+        count = 0
+        async for seq, text in replay.frames():
+            await self.send(text_data=text)
+            last = seq
+            count += 1
+        # Live copies of what was just replayed may still be queued: skip them.
+        self.sent_through = max(self.sent_through, last)
+        metrics.inc("replayed_events", count)
+        await self.send_frame(
+            {
+                "type": "resume_complete",
+                "request_id": frame.request_id,
+                "last_seq": last,
+                "recovered": recovered,
+            }
+        )
+
+    async def handle_ping(self, frame: Frame) -> None:
+        """Answer a ping."""
+        await self.send_frame(
+            {"type": "pong", "request_id": frame.request_id, "server_time": server_time()}
+        )
+
+    handlers: dict[str, Callable[["AgentConsumer", Frame], Awaitable[None]]] = {
+        "start_agent": handle_start_agent,
+        "user_message": handle_user_message,
+        "stop_agent": handle_stop_agent,
+        "resume": handle_resume,
+        "ping": handle_ping,
+    }
+
+    async def agent_event(self, message: dict[str, Any]) -> None:
+        """Forward an agent event from the user's group to the socket."""
+        if message["seq"] <= self.sent_through:
+            return
+        await self.send(text_data=message["text"])
+        metrics.inc("events_delivered")
+
+    async def send_frame(self, payload: dict[str, Any]) -> None:
+        """Send one JSON frame."""
+        await self.send(text_data=encode_frame(payload))
+
+    async def send_error(
+        self, request_id: str | None, code: str, message: str, **extra: Any
+    ) -> None:
+        """Send an error frame; the connection stays open."""
+        metrics.inc(f"errors.{code}")
+        await self.send_frame(
+            {
+                "type": "error",
+                "request_id": request_id,
+                "error": {"code": code, "message": message, **extra},
+            }
+        )
+
+
+def _default() -> str:
+    return str(settings.AGENT_DEFAULT)

@@ -1,0 +1,65 @@
+"""Reading a user's stored events back as wire frames, page by page."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+
+from agents.models import RunEvent
+from agents.selectors import events_after, user_first_seq, user_last_seq
+from realtime.emitter import encode_frame, iso_utc
+
+PAGE_SIZE = 500
+
+
+def envelope_of(event: RunEvent) -> dict[str, object]:
+    """Rebuild the wire envelope of a stored event."""
+    return {
+        "type": event.type,
+        "seq": event.seq,
+        "run_id": str(event.run_id),
+        "thread_id": str(event.run.thread_id),
+        "agent_name": event.run.agent.name,
+        "timestamp": iso_utc(event.created_at),
+        "data": event.payload,
+    }
+
+
+def _page(user_id: int, after_seq: int, limit: int) -> list[tuple[int, str]]:
+    return [
+        (e.seq, encode_frame(envelope_of(e)))
+        for e in events_after(user_id=user_id, seq=after_seq, limit=limit)
+    ]
+
+
+def _horizon(user_id: int, after_seq: int) -> bool:
+    last = user_last_seq(user_id=user_id)
+    if last <= after_seq:
+        return True
+    first = user_first_seq(user_id=user_id)
+    # Complete only if the oldest kept event follows directly on what the client has.
+    return first is not None and first <= after_seq + 1
+
+
+@dataclass
+class Replay:
+    """Streams the events after a cursor and tells whether none were pruned."""
+
+    user_id: int
+    after_seq: int
+    page_size: int = PAGE_SIZE
+
+    async def recovered(self) -> bool:
+        """Tell whether every event after the cursor is still stored."""
+        return await database_sync_to_async(_horizon)(self.user_id, self.after_seq)
+
+    async def frames(self) -> AsyncIterator[tuple[int, str]]:
+        """Yield (seq, frame text) for each stored event after the cursor, in order."""
+        cursor = self.after_seq
+        while True:
+            page = await database_sync_to_async(_page)(self.user_id, cursor, self.page_size)
+            for seq, text in page:
+                yield seq, text
+            if len(page) < self.page_size:
+                return
+            cursor = page[-1][0]

@@ -1,0 +1,22 @@
+"""Test settings: the project's settings plus tools only tests register."""
+
+import os
+import tempfile
+
+from chatplatform.settings import *  # noqa: F403
+from chatplatform.settings import AGENT_TOOLS, DATABASES
+
+# A file database (not :memory:), so the threads Channels runs ORM calls in share it.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"chatplatform-test-{os.getpid()}.sqlite3")
+    }
+
+AGENT_TOOLS = {
+    **AGENT_TOOLS,
+    "slow": "tests.tools.SlowTool",
+    "broken": "tests.tools.BrokenTool",
+    "refusing": "tests.tools.RefusingTool",
+    "echo": "tests.tools.EchoTool",
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
