@@ -44,6 +44,8 @@ class ActiveRun:
     context: RunContext
     task: asyncio.Task[None] | None = None
     started: bool = False
+    entered: bool = False
+    cancel_requested: bool = False
     cancel_reason: str = "cancelled"
     started_at: float = field(default_factory=time.monotonic)
 
@@ -214,14 +216,22 @@ class UserAgentSession:
         return [a for a in self._runs.values() if thread_id and a.ref.thread_id == thread_id]
 
     def _cancel(self, active: ActiveRun, reason: str) -> None:
+        if active.cancel_requested:
+            return
         active.cancel_reason = reason
-        if active.task is not None:
+        active.cancel_requested = True
+        # A task cancelled before its first step never runs its body, so it could
+        # not record the cancel; such a run sees the flag when it enters instead.
+        if active.entered and active.task is not None:
             active.task.cancel()
 
     async def _drive(self, active: ActiveRun, previous: asyncio.Task[None] | None) -> None:
         ref = active.ref
+        active.entered = True
         try:
             try:
+                if active.cancel_requested:
+                    raise asyncio.CancelledError
                 if previous is not None:
                     await asyncio.wait({previous})
                 await self._begin(active)

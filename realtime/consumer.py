@@ -108,7 +108,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             request_id = frame.request_id
             await self.handlers[frame.type](self, frame)
         except ProtocolError as exc:
-            await self.send_error(request_id, exc.code, exc.message)
+            await self.send_error(request_id or exc.request_id, exc.code, exc.message)
         except ServiceError as exc:
             await self.send_error(request_id, exc.code, exc.message, **exc.extra)
 

@@ -11,10 +11,11 @@ MAX_REQUEST_ID_CHARS = 128
 class ProtocolError(Exception):
     """A frame that cannot be served; `code` is the wire error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -54,21 +55,21 @@ def decode_frame(text: str) -> Frame:
         raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc.args[0]}") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_message", "a frame must be a JSON object")
-    frame_type = raw.get("type")
-    if not isinstance(frame_type, str) or not frame_type:
-        raise ProtocolError("invalid_message", "a frame needs a string 'type'")
-    rid = raw.get("request_id")
-    if rid is not None and request_id_of(raw) is None:
+    rid = request_id_of(raw)
+    if raw.get("request_id") is not None and rid is None:
         raise ProtocolError(
             "invalid_message", f"request_id must be a string of at most {MAX_REQUEST_ID_CHARS}"
         )
+    frame_type = raw.get("type")
+    if not isinstance(frame_type, str) or not frame_type:
+        raise ProtocolError("invalid_message", "a frame needs a string 'type'", rid)
     payload = raw.get("payload", {})
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise ProtocolError("invalid_message", "'payload' must be a JSON object")
+        raise ProtocolError("invalid_message", "'payload' must be a JSON object", rid)
     if frame_type not in CLIENT_TYPES:
-        raise ProtocolError("unknown_type", f"unknown message type {frame_type[:64]!r}")
+        raise ProtocolError("unknown_type", f"unknown message type {frame_type[:64]!r}", rid)
     return Frame(type=frame_type, request_id=rid, payload=payload)
 
 

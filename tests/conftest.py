@@ -1,0 +1,145 @@
+"""Shared fixtures: a fresh registry per test, users with tokens, connected sockets."""
+
+import importlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.apps import apps as django_apps
+from django.contrib.auth import get_user_model
+
+from agents.registry import AgentRegistry, get_registry, set_registry
+from realtime.schema import TERMINAL_TYPES
+from realtime.tokens import token_issue
+
+seed_module = importlib.import_module("agents.migrations.0002_seed_builtin_agents")
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state() -> Any:
+    """Give each test a new registry and new channel layers (they hold loop-bound state)."""
+    set_registry(AgentRegistry())
+    channel_layers.backends.clear()
+    yield
+    set_registry(None)
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[AgentRegistry]:
+    """Return the test's registry and end its sessions (and runs) afterwards."""
+    reg = get_registry()
+    yield reg
+    await reg.shutdown()
+
+
+@pytest.fixture
+def seeded(transactional_db: Any) -> None:
+    """Re-seed the built-in agents (transactional tests flush migrated data)."""
+    seed_module.seed(django_apps, None)
+    agent_model = django_apps.get_model("agents", "Agent")
+    agent_model.objects.get_or_create(
+        name="scripted",
+        defaults={
+            "implementation": "tests.tools.ScriptedAgent",
+            "allowed_tools": ["calculator", "slow", "broken", "refusing", "echo"],
+            "tool_timeout_seconds": 0.3,
+        },
+    )
+
+
+@pytest.fixture
+def make_user(seeded: None) -> Callable[..., Any]:
+    """Return a function creating a new user and an API token for it."""
+
+    def make(username: str | None = None) -> Any:
+        user = get_user_model().objects.create_user(
+            username=username or f"u{uuid.uuid4().hex[:10]}", password="pw-for-tests"
+        )
+        user.token = token_issue(user=user, days=1)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def amake_user(make_user: Callable[..., Any]) -> Callable[..., Any]:
+    """Return an async function creating a user with a token."""
+    return database_sync_to_async(make_user)
+
+
+async def open_socket(
+    token: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> WebsocketCommunicator:
+    """Connect to the real ASGI application as a client would."""
+    from chatplatform.asgi import application
+
+    all_headers = list(headers or [])
+    if token:
+        all_headers.append((b"authorization", f"Bearer {token}".encode()))
+    comm = WebsocketCommunicator(application, "/ws/agents/", headers=all_headers)
+    connected, _ = await comm.connect(timeout=10)
+    assert connected
+    return comm
+
+
+async def connect_user(user: Any) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    """Open a socket for `user` and return it with its connection_established frame."""
+    comm = await open_socket(user.token)
+    hello = await comm.receive_json_from(timeout=10)
+    assert hello["type"] == "connection_established"
+    return comm, hello
+
+
+async def send(comm: WebsocketCommunicator, frame: dict[str, Any]) -> None:
+    """Send one JSON frame."""
+    await comm.send_to(text_data=json.dumps(frame))
+
+
+async def start(
+    comm: WebsocketCommunicator, message: str, agent: str = "triage", **payload: Any
+) -> dict[str, Any]:
+    """Start a run and return its run_accepted frame."""
+    await send(
+        comm,
+        {
+            "type": "start_agent",
+            "request_id": "r-start",
+            "payload": {"agent": agent, "message": message, **payload},
+        },
+    )
+    reply = await comm.receive_json_from(timeout=10)
+    assert reply["type"] == "run_accepted", reply
+    return reply
+
+
+async def collect_run(
+    comm: WebsocketCommunicator, run_id: str, timeout: float = 20
+) -> list[dict[str, Any]]:
+    """Receive frames until the run's terminal event; return that run's events."""
+    events = []
+    while True:
+        frame = await comm.receive_json_from(timeout=timeout)
+        if frame.get("run_id") == run_id and "seq" in frame:
+            events.append(frame)
+            if frame["type"] in TERMINAL_TYPES:
+                return events
+
+
+def stored_frames(run_id: str) -> list[dict[str, Any]]:
+    """Return the stored events of a run as wire envelopes, in seq order."""
+    from agents.models import RunEvent
+    from realtime.replay import envelope_of
+
+    return [
+        envelope_of(e)
+        for e in RunEvent.objects.filter(run_id=run_id).select_related("run__agent").order_by("seq")
+    ]
+
+
+astored_frames = database_sync_to_async(stored_frames)
