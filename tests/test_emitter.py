@@ -1,0 +1,180 @@
+"""The emitter: seq order under concurrency, loud delivery failures, no loss in bursts."""
+
+import asyncio
+import logging
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+
+from agents.models import Agent, Run, RunEvent, Thread
+from realtime.emitter import EVENT_MESSAGE_TYPE, EventEmitter, RunRef
+from realtime.metrics import metrics
+from tests.conftest import connect_user
+from tests.services import free_port, require_redis
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def make_run(user):
+    thread = Thread.objects.create(user=user, title="t")
+    run = Run.objects.create(
+        user=user, agent=Agent.objects.get(name="stepper"), thread=thread, message="m"
+    )
+    return RunRef(run_id=str(run.id), thread_id=str(thread.id), agent_name="stepper")
+
+
+async def drain(comm, count, timeout=30):
+    frames = []
+    while len(frames) < count:
+        frames.append(await comm.receive_json_from(timeout=timeout))
+    return frames
+
+
+async def test_concurrent_runs_get_strictly_increasing_gapless_seqs(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    refs = [await make_run(user) for _ in range(5)]
+
+    async def emit_many(ref):
+        for i in range(40):
+            await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
+
+    comm, hello = await connect_user(user)
+    await asyncio.gather(*(emit_many(ref) for ref in refs))
+    frames = await drain(comm, 200)
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(hello["last_seq"] + 1, hello["last_seq"] + 201))
+    stored = [s async for s in RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True)]
+    assert stored == seqs
+    # each run's own events kept their order
+    for ref in refs:
+        deltas = [f["data"]["delta"] for f in frames if f["run_id"] == ref.run_id]
+        assert deltas == [str(i) for i in range(40)]
+    await comm.disconnect()
+
+
+async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user, caplog):
+    user = await amake_user()
+    ref = await make_run(user)
+    # A real Redis layer pointed at a port where nothing listens: publishing fails.
+    dead = RedisPubSubChannelLayer(
+        hosts=[{"address": f"redis://127.0.0.1:{free_port()}", "socket_connect_timeout": 1}]
+    )
+    emitter = EventEmitter(user_id=user.pk, channel_layer=dead)
+    before = metrics.get("delivery_failures")
+    with caplog.at_level(logging.ERROR, logger="realtime.emitter"):
+        envelope = await emitter.emit(ref, "partial_result", {"delta": "kept"})
+    assert metrics.get("delivery_failures") == before + 1
+    assert any(
+        "live delivery failed" in r.getMessage() and f"seq={envelope['seq']}" in r.getMessage()
+        for r in caplog.records
+    )
+    stored = await RunEvent.objects.aget(user=user, seq=envelope["seq"])
+    assert stored.payload == {"delta": "kept"}
+    await dead.flush()
+
+
+def test_emitter_refuses_to_exist_without_a_layer():
+    with pytest.raises(ValueError, match="channel layer"):
+        EventEmitter(user_id=1, channel_layer=None)  # type: ignore[arg-type]
+
+
+BURST = 5000
+
+
+async def layer_burst(layer):
+    """group_send a burst faster than anyone reads, then read it all."""
+    group = f"user.{uuid.uuid4().int % 10**9}"
+    channels = [await layer.new_channel() for _ in range(3)]
+    for channel in channels:
+        await layer.group_add(group, channel)
+    for seq in range(1, BURST + 1):
+        await layer.group_send(group, {"type": EVENT_MESSAGE_TYPE, "seq": seq, "text": "x"})
+    received = {}
+    for channel in channels:
+        got = []
+        while len(got) < BURST:
+            message = await asyncio.wait_for(layer.receive(channel), timeout=10)
+            got.append(message["seq"])
+        received[channel] = got
+    return received
+
+
+async def test_configured_in_memory_layer_loses_nothing_in_a_burst():
+    # With Channels' default capacity (100) this burst would lose all but 100 per channel.
+    received = await layer_burst(get_channel_layer())
+    assert all(seqs == list(range(1, BURST + 1)) for seqs in received.values())
+
+
+@pytest.mark.redis
+async def test_configured_redis_layer_loses_nothing_in_a_burst(settings):
+    url = require_redis()
+    from chatplatform import settings as project_settings
+
+    layer_settings = project_settings.CHANNEL_LAYERS
+    assert layer_settings["default"]["BACKEND"].endswith("InMemoryChannelLayer")
+    settings.CHANNEL_LAYERS = redis_layers(url)
+    layer = get_channel_layer()
+    assert isinstance(layer, RedisPubSubChannelLayer)
+    received = await layer_burst(layer)
+    assert all(seqs == list(range(1, BURST + 1)) for seqs in received.values())
+    await layer.flush()
+
+
+def redis_layers(url):
+    """Return the project's Redis CHANNEL_LAYERS for `url`, with a prefix of this test's own."""
+    import importlib
+    import os
+
+    os.environ["REDIS_URL"] = url
+    os.environ["CHANNEL_LAYER_PREFIX"] = f"test{uuid.uuid4().hex[:8]}"
+    try:
+        from chatplatform import settings as project_settings
+
+        return importlib.reload(project_settings).CHANNEL_LAYERS
+    finally:
+        del os.environ["REDIS_URL"]
+        del os.environ["CHANNEL_LAYER_PREFIX"]
+
+
+@pytest.mark.redis
+async def test_full_path_burst_over_redis_reaches_every_tab(amake_user, registry, settings):
+    url = require_redis()
+    settings.CHANNEL_LAYERS = redis_layers(url)
+    user = await amake_user()
+    tabs = [(await connect_user(user))[0] for _ in range(3)]
+    session = await registry.get_user_session(user.pk)
+    refs = [await make_run(user) for _ in range(4)]
+
+    async def emit_many(ref):
+        for i in range(250):
+            await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
+
+    await asyncio.gather(*(emit_many(ref) for ref in refs))
+    stored = [s async for s in RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True)]
+    assert len(stored) == 1000
+    for tab in tabs:
+        assert [f["seq"] for f in await drain(tab, 1000)] == stored
+        await tab.disconnect()
+    await get_channel_layer().flush()
+
+
+@pytest.mark.redis
+async def test_burst_of_150_concurrent_connects_over_redis(amake_user, registry, settings):
+    # redis-py's default pool (100 connections) fails such a burst with the core layer.
+    url = require_redis()
+    settings.CHANNEL_LAYERS = redis_layers(url)
+    user = await amake_user()
+    results = await asyncio.gather(*(connect_user(user) for _ in range(150)))
+    tabs = [comm for comm, _ in results]
+    session = await registry.get_user_session(user.pk)
+    ref = await make_run(user)
+    envelope = await session.emitter.emit(ref, "partial_result", {"delta": "to all"})
+    frames = await asyncio.gather(*(tab.receive_json_from(timeout=10) for tab in tabs))
+    assert all(f["seq"] == envelope["seq"] for f in frames)
+    await asyncio.gather(*(tab.disconnect() for tab in tabs))
+    await get_channel_layer().flush()
