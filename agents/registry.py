@@ -74,8 +74,9 @@ class AgentRegistry:
             if session is None:
                 session = await self._factory(uid)
                 self._sessions[uid] = session
-                logger.info("agent session created user_id=%s session_id=%s",
-                            uid, session.session_id)
+                logger.info(
+                    "agent session created user_id=%s session_id=%s", uid, session.session_id
+                )
         self._locks.pop(uid, None)
         return session
 

@@ -17,9 +17,7 @@ def agent_get_enabled(*, name: str) -> Agent:
 def user_last_seq(*, user_id: int) -> int:
     """Return the seq of the user's latest event (0 if none)."""
     value = (
-        UserEventCounter.objects.filter(user_id=user_id)
-        .values_list("last_seq", flat=True)
-        .first()
+        UserEventCounter.objects.filter(user_id=user_id).values_list("last_seq", flat=True).first()
     )
     return int(value or 0)
 

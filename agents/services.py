@@ -52,9 +52,10 @@ def run_create(
         if thread_id is None:
             thread = Thread.objects.create(user_id=user_id, title=message[:200])
         else:
-            thread = Thread.objects.filter(pk=thread_id, user_id=user_id).first()
-            if thread is None:
+            found = Thread.objects.filter(pk=thread_id, user_id=user_id).first()
+            if found is None:
                 raise NotFound("no such thread")
+            thread = found
         return Run.objects.create(
             user_id=user_id,
             session_id=session_id,
@@ -102,9 +103,7 @@ def event_record(
     event commit together, so seqs have no holes and never repeat.
     """
     with transaction.atomic():
-        bumped = UserEventCounter.objects.filter(user_id=user_id).update(
-            last_seq=F("last_seq") + 1
-        )
+        bumped = UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
         if not bumped:
             UserEventCounter.objects.get_or_create(user_id=user_id)
             UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)

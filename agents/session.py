@@ -132,9 +132,7 @@ class UserAgentSession:
         if on_busy not in ON_BUSY_CHOICES:
             raise InvalidRequest(f"on_busy must be one of {', '.join(ON_BUSY_CHOICES)}")
         if len(message) > settings.WS_MAX_MESSAGE_CHARS:
-            raise MessageTooLarge(
-                f"message longer than {settings.WS_MAX_MESSAGE_CHARS} characters"
-            )
+            raise MessageTooLarge(f"message longer than {settings.WS_MAX_MESSAGE_CHARS} characters")
         thread_id = _check_thread_id(thread_id)
         row = await database_sync_to_async(agent_get_enabled)(name=agent_name)
         definition = _definition_from_row(row)
@@ -154,9 +152,7 @@ class UserAgentSession:
                 )
             retry_after = self._start_bucket.take()
             if retry_after:
-                raise RateLimited(
-                    "starting runs too fast", retry_after=round(retry_after, 3)
-                )
+                raise RateLimited("starting runs too fast", retry_after=round(retry_after, 3))
             run = await database_sync_to_async(run_create)(
                 user_id=self.user_id,
                 session_id=self.session_id,
@@ -252,8 +248,9 @@ class UserAgentSession:
         except Exception:
             # Recording the end failed (database gone?). The run row stays
             # 'running' and the interrupted-run sweep ends it later.
-            logger.exception("run could not record its end user_id=%s run_id=%s",
-                             self.user_id, ref.run_id)
+            logger.exception(
+                "run could not record its end user_id=%s run_id=%s", self.user_id, ref.run_id
+            )
         finally:
             self._runs.pop(ref.run_id, None)
             if self._thread_tail.get(ref.thread_id) is asyncio.current_task():

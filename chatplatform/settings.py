@@ -116,12 +116,20 @@ TEMPLATES = [
 SQLITE_PATH = env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
+            conn_health_checks=True,
+        )
+    }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
+            # Keep the connection: reopening it (and its PRAGMAs) per event costs ~8 ms.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # Writers queue instead of failing with "database is locked", and
                 # WAL lets readers (replay) run while the emitter writes.

@@ -93,8 +93,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
             size = len(bytes_data or b"")
         else:
             # A str of n characters is at most 4n bytes of UTF-8: skip encoding small ones.
-            size = len(text_data) if len(text_data) * 4 <= settings.WS_MAX_FRAME_BYTES else len(
-                text_data.encode()
+            size = (
+                len(text_data)
+                if len(text_data) * 4 <= settings.WS_MAX_FRAME_BYTES
+                else len(text_data.encode())
             )
         if size > settings.WS_MAX_FRAME_BYTES:
             metrics.inc("frames_too_large")

@@ -16,9 +16,7 @@ def is_sensitive_key(key: object) -> bool:
     return any(part in lowered for part in SENSITIVE_KEY_PARTS)
 
 
-def _clean(
-    value: Any, *, string_limit: int, list_limit: int | None, depth: int = 0
-) -> Any:
+def _clean(value: Any, *, string_limit: int, list_limit: int | None, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         return "[TRUNCATED]"
     if value is None or isinstance(value, bool | int | float):

@@ -47,9 +47,7 @@ def token_authenticate(raw: str) -> Any | None:
 
 def token_revoke(*, token_id: int) -> None:
     """Revoke a token so it no longer authenticates."""
-    ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
 def user_get_or_create(*, username: str, create: bool) -> Any:

@@ -20,3 +20,6 @@ AGENT_TOOLS = {
     "echo": "tests.tools.EchoTool",
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Channels runs ORM calls in worker threads; persistent connections there would
+# outlive the test database and block its teardown on PostgreSQL.
+DATABASES["default"]["CONN_MAX_AGE"] = 0

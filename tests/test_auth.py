@@ -49,7 +49,9 @@ async def test_unauthenticated_upgrades_are_closed_4401(seeded, headers):
 
 async def test_expired_token_is_refused(amake_user):
     user = await amake_user()
-    await ApiToken.objects.filter(user=user).aupdate(expires_at=timezone.now() - timedelta(seconds=1))
+    await ApiToken.objects.filter(user=user).aupdate(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
     await expect_4401([(b"authorization", f"Bearer {user.token}".encode())])
 
 
@@ -91,7 +93,7 @@ async def test_session_cookie_connects_as_the_logged_in_user(amake_user, registr
 
 async def test_foreign_origin_is_rejected_before_accept(amake_user):
     user = await amake_user()
-    comm, connected, code = await handshake(
+    _, connected, _ = await handshake(
         [
             (b"authorization", f"Bearer {user.token}".encode()),
             (b"origin", b"https://evil.example"),

@@ -23,10 +23,10 @@ def tool_events(events):
 
 async def test_tool_over_its_timeout_becomes_tool_error_and_the_run_goes_on(amake_user, registry):
     # the scripted agent's row sets tool_timeout_seconds=0.3; the tool would sleep 60 s
-    accepted, events = await scripted_run(
+    _, events = await scripted_run(
         await amake_user(), [{"tool": "slow", "parameters": {"seconds": 60}}, {"tool": "echo"}]
     )
-    executing, error, *rest = tool_events(events)
+    _, error, *rest = tool_events(events)
     assert error["type"] == "tool_error"
     assert error["data"]["error"] == "tool 'slow' timed out after 0.3 s"
     assert 300 <= error["data"]["duration_ms"] < 5000
@@ -68,7 +68,9 @@ async def test_parameters_and_results_are_sanitised_in_events_and_storage(amake_
         "rows": list(range(10)),
         "text": "r" * 500,
     }
-    stored = [e.payload async for e in RunEvent.objects.filter(run_id=accepted["run_id"]).order_by("seq")]
+    stored = [
+        e.payload async for e in RunEvent.objects.filter(run_id=accepted["run_id"]).order_by("seq")
+    ]
     assert "hunter2" not in str(stored) and "sk-live-123" not in str(stored)
     assert stored[1] == executing["data"] and stored[2] == completed["data"]
 
@@ -91,7 +93,10 @@ async def test_cancel_during_a_tool_reports_the_tool_cancelled(amake_user, regis
 
     await Agent.objects.filter(name="scripted").aupdate(tool_timeout_seconds=60)
     accepted = await start(
-        comm, "x", agent="scripted", options={"calls": [{"tool": "slow", "parameters": {"seconds": 60}}]}
+        comm,
+        "x",
+        agent="scripted",
+        options={"calls": [{"tool": "slow", "parameters": {"seconds": 60}}]},
     )
     seen = []
     while not seen or seen[-1]["type"] != "tool_executing":

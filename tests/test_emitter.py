@@ -48,7 +48,12 @@ async def test_concurrent_runs_get_strictly_increasing_gapless_seqs(amake_user, 
     frames = await drain(comm, 200)
     seqs = [f["seq"] for f in frames]
     assert seqs == list(range(hello["last_seq"] + 1, hello["last_seq"] + 201))
-    stored = [s async for s in RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True)]
+    stored = [
+        s
+        async for s in RunEvent.objects.filter(user=user)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+    ]
     assert stored == seqs
     # each run's own events kept their order
     for ref in refs:
@@ -155,7 +160,12 @@ async def test_full_path_burst_over_redis_reaches_every_tab(amake_user, registry
             await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
 
     await asyncio.gather(*(emit_many(ref) for ref in refs))
-    stored = [s async for s in RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True)]
+    stored = [
+        s
+        async for s in RunEvent.objects.filter(user=user)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+    ]
     assert len(stored) == 1000
     for tab in tabs:
         assert [f["seq"] for f in await drain(tab, 1000)] == stored

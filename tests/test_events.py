@@ -47,7 +47,11 @@ async def test_calculate_emits_exact_events(amake_user, registry):
         ),
         (
             "tool_executing",
-            {"tool_name": "calculator", "tool_call_id": call_id, "parameters": {"expression": "6*7"}},
+            {
+                "tool_name": "calculator",
+                "tool_call_id": call_id,
+                "parameters": {"expression": "6*7"},
+            },
         ),
         (
             "tool_completed",
@@ -160,4 +164,4 @@ async def test_stop_agent_ends_the_run_with_agent_cancelled(amake_user, registry
 
 def test_every_event_type_was_captured_above():
     # Runs last in this module (pytest keeps file order): each declared type was seen.
-    assert SEEN_TYPES == set(EVENT_TYPES)
+    assert set(EVENT_TYPES) == SEEN_TYPES

@@ -42,7 +42,9 @@ async def test_enqueue_runs_the_second_after_the_first(amake_user, registry):
     frames = await events_until_terminal(comm, [first["run_id"], second["run_id"]])
     order = [f["run_id"] for f in frames]
     # every event of the first run comes before any of the second
-    assert order == [first["run_id"]] * order.count(first["run_id"]) + [second["run_id"]] * order.count(second["run_id"])
+    assert order == [first["run_id"]] * order.count(first["run_id"]) + [
+        second["run_id"]
+    ] * order.count(second["run_id"])
     assert {f["type"] for f in frames if f["type"].startswith("agent_c")} == {"agent_completed"}
     await comm.disconnect()
 
@@ -50,7 +52,9 @@ async def test_enqueue_runs_the_second_after_the_first(amake_user, registry):
 async def test_interrupt_cancels_the_running_run_then_starts(amake_user, registry):
     comm, _ = await connect_user(await amake_user())
     first = await start_in(comm, None, rid="a")
-    second = await start_in(comm, first["thread_id"], on_busy="interrupt", options={"steps": 1, "delay_ms": 0}, rid="b")
+    second = await start_in(
+        comm, first["thread_id"], on_busy="interrupt", options={"steps": 1, "delay_ms": 0}, rid="b"
+    )
     frames = await events_until_terminal(comm, [first["run_id"], second["run_id"]])
     first_end = [f for f in frames if f["run_id"] == first["run_id"]][-1]
     assert first_end["type"] == "agent_cancelled"
@@ -58,7 +62,9 @@ async def test_interrupt_cancels_the_running_run_then_starts(amake_user, registr
     second_events = [f for f in frames if f["run_id"] == second["run_id"]]
     assert second_events[0]["seq"] > first_end["seq"]
     assert second_events[-1]["type"] == "agent_completed"
-    statuses = {r.pk: r.status async for r in Run.objects.filter(pk__in=[first["run_id"], second["run_id"]])}
+    statuses = {
+        r.pk: r.status async for r in Run.objects.filter(pk__in=[first["run_id"], second["run_id"]])
+    }
     assert sorted(statuses.values()) == ["cancelled", "completed"]
     await comm.disconnect()
 

@@ -77,8 +77,16 @@ async def still_open(comm):
         ),
         ('{"type": "user_message", "request_id": "j", "payload": {}}', "invalid_message", "j"),
         ('{"type": "stop_agent", "request_id": "k", "payload": {}}', "invalid_message", "k"),
-        ('{"type": "resume", "request_id": "l", "payload": {"after_seq": -1}}', "invalid_message", "l"),
-        ('{"type": "resume", "request_id": "m", "payload": {"after_seq": "1"}}', "invalid_message", "m"),
+        (
+            '{"type": "resume", "request_id": "l", "payload": {"after_seq": -1}}',
+            "invalid_message",
+            "l",
+        ),
+        (
+            '{"type": "resume", "request_id": "m", "payload": {"after_seq": "1"}}',
+            "invalid_message",
+            "m",
+        ),
         ('{"type": "dance", "request_id": "n"}', "unknown_type", "n"),
         (
             '{"type":"start_agent","request_id":"o","payload":{"agent":"nobody","message":"x"}}',
@@ -117,7 +125,10 @@ async def test_disabled_agent_is_unknown(amake_user, registry):
 
     await Agent.objects.filter(name="stepper").aupdate(enabled=False)
     comm, _ = await connect_user(await amake_user())
-    await send(comm, {"type": "start_agent", "request_id": "q", "payload": {"agent": "stepper", "message": "x"}})
+    await send(
+        comm,
+        {"type": "start_agent", "request_id": "q", "payload": {"agent": "stepper", "message": "x"}},
+    )
     await expect_error(comm, "unknown_agent", "q")
     await comm.disconnect()
 
@@ -154,7 +165,10 @@ async def test_another_users_run_is_not_found(amake_user, registry):
     alice_tab, _ = await connect_user(alice)
     accepted = await start(alice_tab, "go", agent="stepper", options={"steps": 20, "delay_ms": 50})
     bob_tab, _ = await connect_user(bob)
-    await send(bob_tab, {"type": "stop_agent", "request_id": "s", "payload": {"run_id": accepted["run_id"]}})
+    await send(
+        bob_tab,
+        {"type": "stop_agent", "request_id": "s", "payload": {"run_id": accepted["run_id"]}},
+    )
     await expect_error(bob_tab, "not_found", "s")
     await registry.shutdown()
     await alice_tab.disconnect()
@@ -185,7 +199,14 @@ async def test_too_many_runs(amake_user, registry, settings):
     comm, _ = await connect_user(await amake_user())
     for _ in range(2):
         await start(comm, "go", agent="stepper", options={"steps": 50, "delay_ms": 100})
-    await send(comm, {"type": "start_agent", "request_id": "third", "payload": {"agent": "stepper", "message": "x"}})
+    await send(
+        comm,
+        {
+            "type": "start_agent",
+            "request_id": "third",
+            "payload": {"agent": "stepper", "message": "x"},
+        },
+    )
     reply = await comm.receive_json_from(timeout=5)
     while reply["type"] != "error":
         reply = await comm.receive_json_from(timeout=5)
@@ -232,7 +253,9 @@ async def test_frame_over_the_size_limit_closes_1009(amake_user, registry, setti
 
 async def test_user_message_runs_the_default_agent(amake_user, registry):
     comm, _ = await connect_user(await amake_user())
-    await send(comm, {"type": "user_message", "request_id": "u1", "payload": {"text": "calculate 3*3"}})
+    await send(
+        comm, {"type": "user_message", "request_id": "u1", "payload": {"text": "calculate 3*3"}}
+    )
     reply = await comm.receive_json_from(timeout=5)
     assert reply["type"] == "run_accepted" and reply["request_id"] == "u1"
     events = []

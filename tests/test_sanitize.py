@@ -7,8 +7,18 @@ from realtime.sanitize import REDACTED, sanitize_parameters, sanitize_result
 
 @pytest.mark.parametrize(
     "key",
-    ["password", "db_password", "Secret", "api_key", "KEY", "access_token", "Authorization",
-     "auth", "credentials", "client_credential"],
+    [
+        "password",
+        "db_password",
+        "Secret",
+        "api_key",
+        "KEY",
+        "access_token",
+        "Authorization",
+        "auth",
+        "credentials",
+        "client_credential",
+    ],
 )
 def test_sensitive_parameter_keys_are_redacted(key):
     assert sanitize_parameters({key: "hunter2", "city": "Paris"}) == {

@@ -20,18 +20,41 @@ AGENTS = [
 ]
 
 ARTICLES = [
-    ("Reconnecting", "If the connection drops, the page reconnects by itself and resumes "
-     "from the last event it saw, so no step of a run is lost.", "reconnect websocket resume"),
-    ("Stopping a run", "Press Stop, or send stop_agent with the run id: the run ends with "
-     "agent_cancelled and its status becomes cancelled.", "stop cancel run"),
-    ("Agents", "triage answers questions with tools (calculator, clock, kb_search); stepper "
-     "is a demo agent that works in steps.", "agents triage stepper"),
-    ("API tokens", "Scripts authenticate with 'Authorization: Bearer <token>'; create one "
-     "with 'python manage.py issue_token USERNAME'.", "token auth api bearer"),
-    ("Several tabs", "Every open tab of a user receives every event of that user's runs, "
-     "live.", "tabs browser live"),
-    ("Retention", "Events are kept for replay until pruned by retention; a resume that asks "
-     "for pruned events says recovered=false.", "retention prune history"),
+    (
+        "Reconnecting",
+        "If the connection drops, the page reconnects by itself and resumes "
+        "from the last event it saw, so no step of a run is lost.",
+        "reconnect websocket resume",
+    ),
+    (
+        "Stopping a run",
+        "Press Stop, or send stop_agent with the run id: the run ends with "
+        "agent_cancelled and its status becomes cancelled.",
+        "stop cancel run",
+    ),
+    (
+        "Agents",
+        "triage answers questions with tools (calculator, clock, kb_search); stepper "
+        "is a demo agent that works in steps.",
+        "agents triage stepper",
+    ),
+    (
+        "API tokens",
+        "Scripts authenticate with 'Authorization: Bearer <token>'; create one "
+        "with 'python manage.py issue_token USERNAME'.",
+        "token auth api bearer",
+    ),
+    (
+        "Several tabs",
+        "Every open tab of a user receives every event of that user's runs, live.",
+        "tabs browser live",
+    ),
+    (
+        "Retention",
+        "Events are kept for replay until pruned by retention; a resume that asks "
+        "for pruned events says recovered=false.",
+        "retention prune history",
+    ),
 ]
 
 

@@ -74,9 +74,9 @@ def _eval(node: ast.AST) -> Number:
 def _check_power(base: Number, exponent: Number) -> None:
     if abs(exponent) > MAX_EXPONENT:
         raise CalculationError(f"exponent larger than {MAX_EXPONENT}")
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        if max(abs(base).bit_length() - 1, 0) * exponent > MAX_INT_BITS:
-            raise CalculationError("result is too large")
+    integral = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+    if integral and max(abs(int(base)).bit_length() - 1, 0) * exponent > MAX_INT_BITS:
+        raise CalculationError("result is too large")
 
 
 def _checked(value: Number) -> Number:

@@ -108,7 +108,12 @@ class ToolDispatcher:
         return ToolOutcome(ok=False, error=error)
 
     async def _report_error(
-        self, emitter: EventEmitter, ref: RunRef, name: str, call_id: str, error: str,
+        self,
+        emitter: EventEmitter,
+        ref: RunRef,
+        name: str,
+        call_id: str,
+        error: str,
         started: float,
     ) -> None:
         await emitter.emit(

@@ -88,9 +88,7 @@ def kb_search(query: str, limit: int = 3) -> list[dict[str, Any]]:
         score = sum(haystack.count(t) + 3 * title.count(t) for t in terms)
         scored.append((score, article.title, article))
     scored.sort(key=lambda item: (-item[0], item[1]))
-    return [
-        {"title": a.title, "snippet": a.body[:240], "score": s} for s, _, a in scored[:limit]
-    ]
+    return [{"title": a.title, "snippet": a.body[:240], "score": s} for s, _, a in scored[:limit]]
 
 
 class KnowledgeSearchTool(Tool):

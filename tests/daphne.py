@@ -1,0 +1,132 @@
+"""A real daphne subprocess on a free port, with its own database, for end-to-end tests."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.services import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_env(**overrides: str) -> dict[str, str]:
+    """Return an environment for the project's processes (production settings module)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(DJANGO_SETTINGS_MODULE="chatplatform.settings", PYTHONUNBUFFERED="1")
+    env.update(overrides)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a manage.py command in a subprocess and return its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def sqlite_env(**overrides: str) -> Iterator[dict[str, str]]:
+    """Yield an environment with a fresh, migrated SQLite database."""
+    with tempfile.TemporaryDirectory(prefix="cp-e2e-") as tmp:
+        env = project_env(SQLITE_PATH=str(Path(tmp) / "db.sqlite3"), **overrides)
+        manage(env, "migrate", "--noinput")
+        yield env
+
+
+@contextlib.contextmanager
+def postgres_env(admin_url: str, **overrides: str) -> Iterator[dict[str, str]]:
+    """Yield an environment with a fresh, migrated PostgreSQL database, dropped afterwards."""
+    import psycopg
+
+    name = f"cp_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin_url.rpartition("/")
+    try:
+        env = project_env(DATABASE_URL=f"{base}/{name}", **overrides)
+        manage(env, "migrate", "--noinput")
+        yield env
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Daphne:
+    """A daphne process serving chatplatform.asgi:application on 127.0.0.1."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        """Return the agents WebSocket URL."""
+        return f"ws://127.0.0.1:{self.port}/ws/agents/"
+
+    def start(self) -> "Daphne":
+        """Start daphne and wait until /healthz answers."""
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "chatplatform.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"daphne did not become healthy:\n{self.output()}")
+
+    def stop(self) -> None:
+        """Stop the process we started (by its PID) and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def output(self) -> str:
+        """Return what daphne printed."""
+        return Path(self.log.name).read_text(errors="replace")
+
+    def __enter__(self) -> "Daphne":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        Path(self.log.name).unlink(missing_ok=True)
