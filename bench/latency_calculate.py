@@ -19,9 +19,9 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine, write_section  # noqa: E402
-from tests.daphne import Daphne, manage, postgres_env, sqlite_env  # noqa: E402
-from tests.services import POSTGRES_URL, REDIS_URL, _reachable  # noqa: E402
+from bench.results import machine, write_section
+from tests.daphne import Daphne, manage, postgres_env, sqlite_env
+from tests.services import POSTGRES_URL, REDIS_URL, _reachable
 
 
 async def measure(server: Daphne, token: str, runs: int) -> list[float]:

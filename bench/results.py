@@ -23,6 +23,12 @@ def write_section(name: str, body: str) -> None:
     """Replace (or append) the section called `name` in RESULTS.md."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     block = f"<!-- {name}:start -->\n{body.rstrip()}\n<!-- {name}:end -->"
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    pattern = re.compile(
+        rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S
+    )
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
     RESULTS.write_text(text)
