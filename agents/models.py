@@ -155,6 +155,23 @@ class RunEvent(models.Model):
         return f"{self.seq} {self.type}"
 
 
+class WorkerProcess(models.Model):
+    """A server process; its heartbeat tells whether its runs are still looked after."""
+
+    name = models.CharField(max_length=128, primary_key=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_beat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_beat_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class KnowledgeArticle(models.Model):
     """An entry of the small knowledge base searched by the kb_search tool."""
 

@@ -60,6 +60,8 @@ class AgentRegistry:
         self._sessions: dict[int, UserAgentSession] = {}
         # Per-user creation locks: one slow creation never holds up other users.
         self._locks: dict[int, asyncio.Lock] = {}
+        # Set when the process is stopping: no new connections or runs are taken.
+        self.draining = False
 
     async def get_user_session(self, user_id: Any) -> UserAgentSession:
         """Return the user's session, creating it (with its emitter) on first use."""
@@ -109,6 +111,17 @@ class AgentRegistry:
         for uid in idle:
             ended += await self.cleanup_user_session(uid)
         return ended
+
+    async def drain(self, *, grace_seconds: float, reason: str) -> int:
+        """Stop taking work, let runs finish within the grace period, interrupt the rest."""
+        self.draining = True
+        deadline = time.monotonic() + grace_seconds
+        while self.stats()["active_runs"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left = self.stats()["active_runs"]
+        for session in list(self._sessions.values()):
+            await session.interrupt_all(reason=reason)
+        return left
 
     async def shutdown(self) -> None:
         """End every session (on process exit)."""

@@ -1,9 +1,11 @@
 """Reads of agents, runs and events."""
 
+import uuid
+
 from django.db.models import QuerySet
 
 from agents.errors import UnknownAgent
-from agents.models import Agent, RunEvent, UserEventCounter
+from agents.models import Agent, Run, RunEvent, UserEventCounter
 
 
 def agent_get_enabled(*, name: str) -> Agent:
@@ -31,9 +33,20 @@ def events_after(*, user_id: int, seq: int, limit: int = 500) -> QuerySet[RunEve
     )
 
 
-def user_first_seq(*, user_id: int) -> int | None:
-    """Return the seq of the user's oldest stored event, or None if none is stored."""
-    first = (
-        RunEvent.objects.filter(user_id=user_id).order_by("seq").values_list("seq", flat=True)
+
+def count_between(*, user_id: int, after_seq: int, through_seq: int) -> int:
+    """Count the user's stored events with after_seq < seq <= through_seq."""
+    return RunEvent.objects.filter(
+        user_id=user_id, seq__gt=after_seq, seq__lte=through_seq
+    ).count()
+
+
+def run_get_active(*, user_id: int, run_id: str) -> Run | None:
+    """Return the user's queued or running run with that id, or None."""
+    try:
+        pk = uuid.UUID(str(run_id))
+    except ValueError:
+        return None
+    return Run.objects.filter(
+        pk=pk, user_id=user_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING)
     ).first()
-    return int(first) if first is not None else None

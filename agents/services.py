@@ -1,8 +1,10 @@
 """State changes of agents' sessions, runs and events (synchronous, ORM)."""
 
 import os
+import re
+import secrets
 import socket
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -11,9 +13,21 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents.errors import NotFound
-from agents.models import Agent, AgentSession, Run, RunEvent, Thread, UserEventCounter
+from agents.models import (
+    Agent,
+    AgentSession,
+    Run,
+    RunEvent,
+    Thread,
+    UserEventCounter,
+    WorkerProcess,
+)
 
-PROCESS_NAME = f"{socket.gethostname()}:{os.getpid()}"
+HOST = socket.gethostname()
+# This process's name: also a valid channel-layer group suffix (letters, digits, - _ .).
+PROCESS_NAME = re.sub(
+    r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+)
 
 
 def session_open(*, user_id: int) -> AgentSession:
@@ -118,3 +132,73 @@ def event_record(
             created_at=created_at,
         )
     return seq, created_at
+
+
+def process_beat(*, name: str = PROCESS_NAME) -> None:
+    """Record that this process is alive."""
+    WorkerProcess.objects.update_or_create(
+        name=name,
+        defaults={"last_beat_at": timezone.now(), "host": HOST, "pid": os.getpid()},
+    )
+
+
+def process_stop(*, name: str = PROCESS_NAME) -> None:
+    """Record that this process stopped looking after runs."""
+    WorkerProcess.objects.filter(name=name).update(stopped_at=timezone.now())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def runs_orphaned(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> list[Run]:
+    """Return active runs whose process is gone: stopped, silent too long, or a dead local pid."""
+    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
+    alive = set()
+    for proc in WorkerProcess.objects.filter(stopped_at__isnull=True, last_beat_at__gte=cutoff):
+        same_host_dead = proc.host == HOST and proc.pid is not None and not _pid_alive(proc.pid)
+        if not same_host_dead:
+            alive.add(proc.name)
+    alive.add(own)
+    active = (Run.Status.QUEUED, Run.Status.RUNNING)
+    return list(
+        Run.objects.filter(status__in=active)
+        .exclude(process__in=alive)
+        .select_related("agent")
+        .order_by("created_at")
+    )
+
+
+def run_claim_interrupted(*, run_id: str, message: str) -> bool:
+    """Mark an active run interrupted; True only for the one caller that changed it."""
+    return bool(
+        Run.objects.filter(pk=run_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING)).update(
+            status=Run.Status.INTERRUPTED,
+            finished_at=timezone.now(),
+            error_code="interrupted",
+            error_message=message,
+        )
+    )
+
+
+def run_has_events(*, run_id: str) -> bool:
+    """Tell whether any event of the run is stored."""
+    return RunEvent.objects.filter(run_id=run_id).exists()
+
+
+def events_prune(*, older_than: datetime) -> int:
+    """Delete events older than `older_than` of runs that have ended; return the count.
+
+    Events of queued or running runs are kept whatever their age, so a client
+    can still resume a run that is going on.
+    """
+    deleted, _ = RunEvent.objects.filter(
+        created_at__lt=older_than, run__status__in=Run.TERMINAL
+    ).delete()
+    return deleted

@@ -24,14 +24,16 @@ from agents.models import Run
 from agents.ratelimit import TokenBucket
 from agents.runtime.base import Agent, AgentDefinition, RunContext, load_agent_class
 from agents.runtime.tools import ToolDispatcher
-from agents.selectors import agent_get_enabled
+from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import run_create, run_finish, run_mark_running, session_touch
 from realtime.emitter import EventEmitter, RunRef
+from realtime.groups import process_group
 
 logger = logging.getLogger(__name__)
 
 OnBusy = Literal["enqueue", "interrupt", "reject"]
 ON_BUSY_CHOICES: tuple[str, ...] = ("enqueue", "interrupt", "reject")
+CANCEL_MESSAGE_TYPE = "run.cancel"
 
 
 @dataclass
@@ -47,6 +49,9 @@ class ActiveRun:
     entered: bool = False
     cancel_requested: bool = False
     cancel_reason: str = "cancelled"
+    # "cancelled" (a user or a newer message stopped it) or "interrupted" (the
+    # process is shutting down): they end with different events and statuses.
+    cancel_outcome: str = "cancelled"
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -188,9 +193,26 @@ class UserAgentSession:
     async def cancel_run(self, run_id: str, *, reason: str = "stopped by user") -> None:
         """Cancel one of this user's queued or running runs; NotFound otherwise."""
         active = self._runs.get(str(run_id))
-        if active is None:
+        if active is not None:
+            self._cancel(active, reason)
+            return
+        run = await database_sync_to_async(run_get_active)(user_id=self.user_id, run_id=run_id)
+        if run is None:
             raise NotFound("no queued or running run with that id")
+        # The run lives in another process: ask it, through its control group.
+        await self._emitter.channel_layer.group_send(
+            process_group(run.process),
+            {"type": CANCEL_MESSAGE_TYPE, "run_id": str(run.pk), "user_id": self.user_id,
+             "reason": reason},
+        )
+
+    async def cancel_local(self, run_id: str, *, reason: str) -> bool:
+        """Cancel a run if this process runs it; tell whether it did."""
+        active = self._runs.get(str(run_id))
+        if active is None:
+            return False
         self._cancel(active, reason)
+        return True
 
     async def wait_run(self, run_id: str) -> None:
         """Wait until a run known to this session has ended."""
@@ -198,11 +220,18 @@ class UserAgentSession:
         if active is not None and active.task is not None:
             await asyncio.wait({active.task})
 
+    async def interrupt_all(self, *, reason: str) -> None:
+        """End every run here as interrupted (the process is going away) and wait."""
+        await self._cancel_all(reason, outcome="interrupted")
+
     async def close(self, *, reason: str = "session closed") -> None:
         """Cancel every run of this session and wait for them to record their end."""
+        await self._cancel_all(reason, outcome="cancelled")
+
+    async def _cancel_all(self, reason: str, *, outcome: str) -> None:
         tasks = []
         for active in list(self._runs.values()):
-            self._cancel(active, reason)
+            self._cancel(active, reason, outcome)
             if active.task is not None:
                 tasks.append(active.task)
         if tasks:
@@ -211,10 +240,11 @@ class UserAgentSession:
     def _runs_in_thread(self, thread_id: str | None) -> list[ActiveRun]:
         return [a for a in self._runs.values() if thread_id and a.ref.thread_id == thread_id]
 
-    def _cancel(self, active: ActiveRun, reason: str) -> None:
+    def _cancel(self, active: ActiveRun, reason: str, outcome: str = "cancelled") -> None:
         if active.cancel_requested:
             return
         active.cancel_reason = reason
+        active.cancel_outcome = outcome
         active.cancel_requested = True
         # A task cancelled before its first step never runs its body, so it could
         # not record the cancel; such a run sees the flag when it enters instead.
@@ -237,7 +267,12 @@ class UserAgentSession:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                await self._end_cancelled(active)
+                if active.cancel_outcome == "interrupted":
+                    await self._end_failed(
+                        active, "interrupted", active.cancel_reason, status=Run.Status.INTERRUPTED
+                    )
+                else:
+                    await self._end_cancelled(active)
             except TimeoutError:
                 await self._end_failed(active, "timeout", "the run took too long")
             except Exception as exc:
@@ -273,7 +308,9 @@ class UserAgentSession:
             run_id=active.ref.run_id, status=Run.Status.COMPLETED, result=str(result)
         )
 
-    async def _end_failed(self, active: ActiveRun, code: str, message: str) -> None:
+    async def _end_failed(
+        self, active: ActiveRun, code: str, message: str, status: str = Run.Status.FAILED
+    ) -> None:
         if not active.started:
             await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
         await self._emitter.emit(
@@ -281,7 +318,7 @@ class UserAgentSession:
         )
         await database_sync_to_async(run_finish)(
             run_id=active.ref.run_id,
-            status=Run.Status.FAILED,
+            status=status,
             error_code=code,
             error_message=message,
         )

@@ -1,6 +1,8 @@
 """ASGI entry point: `daphne chatplatform.asgi:application`."""
 
+import asyncio
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -10,13 +12,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatplatform.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from chatplatform.lifecycle import LifecycleMiddleware, get_lifecycle  # noqa: E402
 from realtime.auth import websocket_stack  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
-    }
+application = LifecycleMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )
+
+# Under daphne (Twisted, no ASGI lifespan), start as soon as the reactor runs, so
+# orphaned runs are ended and the heartbeat beats before the first request.
+if settings.PROCESS_LIFECYCLE_AUTOSTART and "twisted.internet.reactor" in sys.modules:
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(get_lifecycle().start()))  # type: ignore[attr-defined]

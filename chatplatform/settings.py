@@ -215,6 +215,14 @@ AGENT_TOOLS = {
     "kb_search": "agents.runtime.tools_builtin.KnowledgeSearchTool",
 }
 
+# Process housekeeping (see docs/operations.md).
+PROCESS_LIFECYCLE_AUTOSTART = env_bool("PROCESS_LIFECYCLE_AUTOSTART", True)
+PROCESS_HEARTBEAT_SECONDS = env_float("PROCESS_HEARTBEAT_SECONDS", 5.0)
+PROCESS_STALE_SECONDS = env_float("PROCESS_STALE_SECONDS", 30.0)
+PROCESS_SWEEP_SECONDS = env_float("PROCESS_SWEEP_SECONDS", 15.0)
+AGENT_SHUTDOWN_GRACE_SECONDS = env_float("AGENT_SHUTDOWN_GRACE_SECONDS", 10.0)
+SESSION_IDLE_TTL_SECONDS = env_float("SESSION_IDLE_TTL_SECONDS", 1800.0)
+
 # WebSocket protocol limits (see docs/protocol.md).
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 64 * 1024)
 WS_MAX_MESSAGE_CHARS = env_int("WS_MAX_MESSAGE_CHARS", 8000)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_SERVICE_RESTART = 1012
 
 
 def server_time() -> str:
@@ -53,6 +54,11 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if get_registry().draining:
+            # This process is stopping: the client reconnects (elsewhere) and resumes.
+            await self.accept()
+            await self.close(code=CLOSE_SERVICE_RESTART)
             return
         self.user_id = int(user.pk)
         self.connection_id = uuid.uuid4().hex

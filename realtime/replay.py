@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 
 from agents.models import RunEvent
-from agents.selectors import events_after, user_first_seq, user_last_seq
+from agents.selectors import count_between, events_after, user_last_seq
 from realtime.emitter import encode_frame, iso_utc
 
 PAGE_SIZE = 500
@@ -36,9 +36,8 @@ def _horizon(user_id: int, after_seq: int) -> bool:
     last = user_last_seq(user_id=user_id)
     if last <= after_seq:
         return True
-    first = user_first_seq(user_id=user_id)
-    # Complete only if the oldest kept event follows directly on what the client has.
-    return first is not None and first <= after_seq + 1
+    # Seqs are gapless when allocated; any hole after the cursor is a pruned event.
+    return count_between(user_id=user_id, after_seq=after_seq, through_seq=last) == last - after_seq
 
 
 @dataclass

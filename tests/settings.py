@@ -23,3 +23,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Channels runs ORM calls in worker threads; persistent connections there would
 # outlive the test database and block its teardown on PostgreSQL.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# Tests start the process lifecycle themselves where they test it.
+PROCESS_LIFECYCLE_AUTOSTART = False

@@ -1,0 +1,188 @@
+"""This process's duties beside serving sockets: heartbeat, sweeps, control, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from agents.models import Run
+from agents.registry import get_registry
+from agents.services import (
+    PROCESS_NAME,
+    process_beat,
+    process_stop,
+    run_claim_interrupted,
+    run_has_events,
+    runs_orphaned,
+)
+from agents.session import CANCEL_MESSAGE_TYPE
+from realtime.emitter import RunRef
+from realtime.groups import process_group
+
+logger = logging.getLogger(__name__)
+
+ORPHAN_MESSAGE = "the server process running this run stopped"
+SHUTDOWN_MESSAGE = "the server is restarting; the run was interrupted"
+
+
+class ProcessLifecycle:
+    """Starts and stops the background work of one server process."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.stopped = False
+        self._start_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_sweep = 0.0
+
+    async def start(self) -> None:
+        """Announce this process, end orphaned runs, and start the background loops."""
+        async with self._start_lock:
+            if self.started:
+                return
+            self.started = True
+            await database_sync_to_async(process_beat)()
+            await self.sweep_orphans()
+            self._tasks = [
+                asyncio.create_task(self._heartbeat_loop(), name="process-heartbeat"),
+                asyncio.create_task(self._control_loop(), name="process-control"),
+            ]
+            hook_twisted_shutdown(self)
+            logger.info("process started name=%s", PROCESS_NAME)
+
+    async def sweep_orphans(self) -> int:
+        """End runs whose process died with agent_error `interrupted`; return how many."""
+        self._last_sweep = time.monotonic()
+        runs = await database_sync_to_async(runs_orphaned)(
+            stale_after_seconds=settings.PROCESS_STALE_SECONDS
+        )
+        ended = 0
+        for run in runs:
+            if await self._interrupt_orphan(run):
+                ended += 1
+        if ended:
+            logger.warning("interrupted %s runs left by stopped processes", ended)
+        return ended
+
+    async def _interrupt_orphan(self, run: Run) -> bool:
+        claimed = await database_sync_to_async(run_claim_interrupted)(
+            run_id=str(run.pk), message=ORPHAN_MESSAGE
+        )
+        if not claimed:
+            return False  # another process got there first
+        emitter = (await get_registry().get_user_session(run.user_id)).emitter
+        ref = RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name)
+        if not await database_sync_to_async(run_has_events)(run_id=str(run.pk)):
+            await emitter.emit(ref, "agent_started", {"message": run.message})
+        await emitter.emit(
+            ref, "agent_error", {"error": {"code": "interrupted", "message": ORPHAN_MESSAGE}}
+        )
+        return True
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PROCESS_HEARTBEAT_SECONDS)
+            try:
+                await database_sync_to_async(process_beat)()
+                if time.monotonic() - self._last_sweep >= settings.PROCESS_SWEEP_SECONDS:
+                    await self.sweep_orphans()
+                    await get_registry().sweep_idle(ttl_seconds=settings.SESSION_IDLE_TTL_SECONDS)
+            except Exception:
+                logger.exception("process housekeeping failed; retrying next beat")
+
+    async def _control_loop(self) -> None:
+        while True:
+            try:
+                layer = get_channel_layer()
+                assert layer is not None
+                channel = await layer.new_channel()
+                await layer.group_add(process_group(PROCESS_NAME), channel)
+                while True:
+                    await self._on_control(await layer.receive(channel))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("control channel failed; reopening in 1 s")
+                await asyncio.sleep(1)
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        if message.get("type") != CANCEL_MESSAGE_TYPE:
+            return
+        session = get_registry().peek(int(message["user_id"]))
+        if session is not None:
+            await session.cancel_local(str(message["run_id"]), reason=str(message["reason"]))
+
+    async def shutdown(self) -> None:
+        """Stop taking work, give runs a grace period, interrupt the rest, and say so."""
+        if self.stopped:
+            return
+        self.stopped = True
+        grace = settings.AGENT_SHUTDOWN_GRACE_SECONDS
+        logger.info("process stopping name=%s grace=%ss", PROCESS_NAME, grace)
+        left = await get_registry().drain(grace_seconds=grace, reason=SHUTDOWN_MESSAGE)
+        if left:
+            logger.warning("interrupted %s runs still going after the grace period", left)
+        for task in self._tasks:
+            task.cancel()
+        await database_sync_to_async(process_stop)()
+
+
+def hook_twisted_shutdown(lifecycle: ProcessLifecycle) -> None:
+    """Under daphne, make the reactor wait for our shutdown before it stops."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import defer, reactor
+
+    if not reactor.running:  # type: ignore[attr-defined]
+        return
+
+    def before_shutdown() -> defer.Deferred[None]:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(lifecycle.shutdown()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined]
+
+
+_lifecycle: ProcessLifecycle | None = None
+
+
+def get_lifecycle() -> ProcessLifecycle:
+    """Return this process's lifecycle."""
+    global _lifecycle
+    if _lifecycle is None:
+        _lifecycle = ProcessLifecycle()
+    return _lifecycle
+
+
+class LifecycleMiddleware:
+    """Starts the process's lifecycle on first use; answers ASGI lifespan events."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        """Make sure the lifecycle runs, then hand the scope on."""
+        lifecycle = get_lifecycle()
+        if scope["type"] == "lifespan":
+            return await self._lifespan(lifecycle, receive, send)
+        if settings.PROCESS_LIFECYCLE_AUTOSTART and not lifecycle.started:
+            await lifecycle.start()
+        return await self.app(scope, receive, send)
+
+    async def _lifespan(self, lifecycle: ProcessLifecycle, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if settings.PROCESS_LIFECYCLE_AUTOSTART:
+                    await lifecycle.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await lifecycle.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,129 @@
+"""Process duties: orphaned runs end `interrupted`, draining interrupts, control cancels."""
+
+import os
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from agents.models import Agent, Run, Thread, WorkerProcess
+from agents.services import HOST, PROCESS_NAME
+from agents.session import CANCEL_MESSAGE_TYPE
+from chatplatform.lifecycle import ORPHAN_MESSAGE, SHUTDOWN_MESSAGE, ProcessLifecycle
+from realtime.groups import process_group
+from tests.conftest import collect_run, connect_user, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def orphan_run(user, *, process, status="running", beat_age=None, pid=None, host="elsewhere"):
+    if beat_age is not None:
+        WorkerProcess.objects.update_or_create(
+            name=process,
+            defaults={"last_beat_at": timezone.now() - timedelta(seconds=beat_age), "host": host, "pid": pid},
+        )
+    thread = Thread.objects.create(user=user)
+    return Run.objects.create(
+        user=user, agent=Agent.objects.get(name="stepper"), thread=thread, message="left behind",
+        status=status, process=process,
+    )
+
+
+@pytest.fixture
+async def lifecycle():
+    lc = ProcessLifecycle()
+    yield lc
+    if lc.started and not lc.stopped:
+        await lc.shutdown()
+
+
+async def test_runs_of_a_dead_process_end_interrupted_and_the_user_learns_it(amake_user, registry, lifecycle, settings):
+    settings.PROCESS_STALE_SECONDS = 30
+    user = await amake_user()
+    silent = await orphan_run(user, process="host-a-1-aaaaaa", beat_age=120)
+    unknown = await orphan_run(user, process="host-b-2-bbbbbb", status="queued")
+    comm, _ = await connect_user(user)
+
+    assert await lifecycle.sweep_orphans() == 2
+
+    for run in (silent, unknown):
+        events = await collect_run(comm, str(run.pk))
+        assert [e["type"] for e in events] == ["agent_started", "agent_error"]
+        assert events[1]["data"] == {"error": {"code": "interrupted", "message": ORPHAN_MESSAGE}}
+        refreshed = await Run.objects.aget(pk=run.pk)
+        assert (refreshed.status, refreshed.error_code) == ("interrupted", "interrupted")
+    # a second sweep (or another process sweeping too) changes nothing
+    assert await lifecycle.sweep_orphans() == 0
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+
+
+async def test_runs_of_a_live_process_are_left_alone(amake_user, registry, lifecycle):
+    user = await amake_user()
+    alive = await orphan_run(user, process="host-c-3-cccccc", beat_age=1, pid=os.getpid(), host=HOST)
+    assert await lifecycle.sweep_orphans() == 0
+    assert (await Run.objects.aget(pk=alive.pk)).status == "running"
+
+
+async def test_a_dead_pid_on_this_host_is_detected_without_waiting(amake_user, registry, lifecycle):
+    user = await amake_user()
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run = await orphan_run(user, process="this-host-dead", beat_age=0, pid=gone.pid, host=HOST)
+    assert await lifecycle.sweep_orphans() == 1
+    assert (await Run.objects.aget(pk=run.pk)).status == "interrupted"
+
+
+async def test_drain_lets_short_runs_finish_and_interrupts_long_ones(amake_user, registry, settings):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    short = await start(comm, "calculate 1+1")
+    long = await start(comm, "go", agent="stepper", options={"steps": 100, "delay_ms": 100})
+    left = await registry.drain(grace_seconds=0.5, reason=SHUTDOWN_MESSAGE)
+    assert left == 1
+    short_events = await collect_run(comm, short["run_id"])
+    long_events = await collect_run(comm, long["run_id"])
+    assert short_events[-1]["type"] == "agent_completed"
+    assert long_events[-1]["type"] == "agent_error"
+    assert long_events[-1]["data"]["error"] == {"code": "interrupted", "message": SHUTDOWN_MESSAGE}
+    assert (await Run.objects.aget(pk=long["run_id"])).status == "interrupted"
+    assert registry.draining
+    await comm.disconnect()
+
+
+async def test_new_connections_are_turned_away_with_1012_while_draining(amake_user, registry):
+    from tests.conftest import open_socket
+
+    user = await amake_user()
+    registry.draining = True
+    comm = await open_socket(user.token)
+    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 1012}
+
+
+async def test_control_message_cancels_a_local_run(amake_user, registry, lifecycle):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    await lifecycle.start()
+    accepted = await start(comm, "go", agent="stepper", options={"steps": 100, "delay_ms": 50})
+    await get_channel_layer().group_send(
+        process_group(PROCESS_NAME),
+        {"type": CANCEL_MESSAGE_TYPE, "run_id": accepted["run_id"], "user_id": user.pk, "reason": "stopped elsewhere"},
+    )
+    events = await collect_run(comm, accepted["run_id"])
+    assert events[-1]["type"] == "agent_cancelled"
+    assert events[-1]["data"] == {"reason": "stopped elsewhere"}
+    await comm.disconnect()
+
+
+async def test_lifecycle_start_beats_and_shutdown_marks_the_process_stopped(registry, lifecycle, seeded):
+    await lifecycle.start()
+    row = await WorkerProcess.objects.aget(name=PROCESS_NAME)
+    assert row.stopped_at is None and row.host == HOST and row.pid == os.getpid()
+    await lifecycle.shutdown()
+    row = await WorkerProcess.objects.aget(name=PROCESS_NAME)
+    assert row.stopped_at is not None

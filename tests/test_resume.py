@@ -1,0 +1,162 @@
+"""Resume: stored events after a cursor, interleaved with live ones without gaps or repeats."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from agents.models import Run, RunEvent, UserEventCounter
+from agents.services import events_prune
+from tests.conftest import collect_run, connect_user, send, start
+from tests.test_emitter import make_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def resume(comm, after_seq, request_id="res"):
+    """Send resume and return (replayed events, resume_complete), skipping live frames."""
+    await send(comm, {"type": "resume", "request_id": request_id, "payload": {"after_seq": after_seq}})
+    frames = []
+    while True:
+        frame = await comm.receive_json_from(timeout=10)
+        if frame["type"] == "resume_complete":
+            return frames, frame
+        frames.append(frame)
+
+
+class Client:
+    """What a protocol-abiding client keeps: events in order, ignoring seq <= last seen."""
+
+    def __init__(self, last_seq=0):
+        self.last_seq = last_seq
+        self.events = []
+
+    def take(self, frame):
+        if "seq" in frame and frame["seq"] > self.last_seq:
+            self.events.append(frame)
+            self.last_seq = frame["seq"]
+
+
+async def stored_seqs(user):
+    return [s async for s in RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True)]
+
+
+async def test_resume_replays_everything_after_the_cursor_in_order(amake_user, registry):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    accepted = await start(comm, "calculate 6*7")
+    live = await collect_run(comm, accepted["run_id"])
+    replayed, done = await resume(comm, live[2]["seq"])
+    assert replayed == live[3:]
+    assert done == {"type": "resume_complete", "request_id": "res", "last_seq": live[-1]["seq"], "recovered": True}
+    nothing, done = await resume(comm, live[-1]["seq"])
+    assert nothing == [] and done["last_seq"] == live[-1]["seq"] and done["recovered"] is True
+    await comm.disconnect()
+
+
+async def test_large_backlog_is_streamed_completely_in_pages(amake_user, registry):
+    user = await amake_user()
+    ref = await make_run(user)
+
+    @database_sync_to_async
+    def backlog(n):
+        now = timezone.now()
+        RunEvent.objects.bulk_create(
+            RunEvent(user=user, run_id=ref.run_id, seq=i, type="partial_result", payload={"delta": str(i)}, created_at=now)
+            for i in range(1, n + 1)
+        )
+        UserEventCounter.objects.update_or_create(user=user, defaults={"last_seq": n})
+
+    await backlog(1234)  # more than two pages of 500
+    comm, hello = await connect_user(user)
+    assert hello["last_seq"] == 1234
+    replayed, done = await resume(comm, 0)
+    assert [e["seq"] for e in replayed] == list(range(1, 1235))
+    assert [e["data"]["delta"] for e in replayed[:3]] == ["1", "2", "3"]
+    assert done["last_seq"] == 1234 and done["recovered"] is True
+    await comm.disconnect()
+
+
+async def test_resume_says_not_recovered_when_retention_pruned_part(amake_user, registry):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    first = await start(comm, "calculate 1+1")
+    first_events = await collect_run(comm, first["run_id"])
+    second = await start(comm, "calculate 2+2")
+    second_events = await collect_run(comm, second["run_id"])
+    # the first run's events age past retention and are pruned
+    await RunEvent.objects.filter(run_id=first["run_id"]).aupdate(created_at=timezone.now() - timedelta(days=40))
+    pruned = await database_sync_to_async(events_prune)(older_than=timezone.now() - timedelta(days=30))
+    assert pruned == len(first_events)
+    replayed, done = await resume(comm, 0)
+    assert replayed == second_events
+    assert done["recovered"] is False
+    _, done = await resume(comm, first_events[-1]["seq"])
+    assert done["recovered"] is True  # nothing after this cursor was pruned
+    await comm.disconnect()
+
+
+async def test_prune_keeps_events_of_runs_still_going(amake_user, registry):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    accepted = await start(comm, "go", agent="stepper", options={"steps": 30, "delay_ms": 50})
+    await comm.receive_json_from(timeout=5)
+    await RunEvent.objects.filter(run_id=accepted["run_id"]).aupdate(created_at=timezone.now() - timedelta(days=99))
+    assert await database_sync_to_async(events_prune)(older_than=timezone.now()) == 0
+    await registry.shutdown()
+    await comm.disconnect()
+
+
+async def test_events_emitted_during_a_replay_are_neither_lost_nor_repeated(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    ref = await make_run(user)
+    for i in range(600):
+        await session.emitter.emit(ref, "partial_result", {"delta": f"old{i}"})
+    comm, _ = await connect_user(user)
+    client = Client(last_seq=0)
+
+    async def emit_live():
+        for i in range(200):
+            await session.emitter.emit(ref, "partial_result", {"delta": f"new{i}"})
+            await asyncio.sleep(0)
+
+    live = asyncio.create_task(emit_live())
+    await send(comm, {"type": "resume", "payload": {"after_seq": 0}})
+    while True:
+        frame = await comm.receive_json_from(timeout=10)
+        if frame["type"] == "resume_complete":
+            break
+        client.take(frame)
+    await live
+    # drain whatever live frames remain queued
+    while len(client.events) < 800:
+        client.take(await comm.receive_json_from(timeout=10))
+    assert await comm.receive_nothing(timeout=0.2)
+    assert [e["seq"] for e in client.events] == await stored_seqs(user)
+    await comm.disconnect()
+
+
+async def test_run_outlives_its_sockets_and_the_user_catches_up(amake_user, registry):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    accepted = await start(comm, "go", agent="stepper", options={"steps": 10, "delay_ms": 30})
+    client = Client()
+    for _ in range(3):
+        client.take(await comm.receive_json_from(timeout=5))
+    await comm.disconnect()  # every tab of the user is gone
+
+    await registry.peek(user.pk).wait_run(accepted["run_id"])
+    run = await Run.objects.aget(pk=accepted["run_id"])
+    assert run.status == "completed"
+
+    comm, _ = await connect_user(user)
+    replayed, done = await resume(comm, client.last_seq)
+    for frame in replayed:
+        client.take(frame)
+    assert [e["seq"] for e in client.events] == await stored_seqs(user)
+    assert client.events[-1]["type"] == "agent_completed"
+    assert done["last_seq"] == client.last_seq
+    await comm.disconnect()
