@@ -24,21 +24,19 @@ def user_last_seq(*, user_id: int) -> int:
     return int(value or 0)
 
 
-def events_after(*, user_id: int, seq: int, limit: int = 500) -> QuerySet[RunEvent]:
-    """Return up to `limit` of the user's events with seq > `seq`, in order."""
-    return (
-        RunEvent.objects.filter(user_id=user_id, seq__gt=seq)
-        .select_related("run__agent")
-        .order_by("seq")[:limit]
-    )
-
+def events_after(
+    *, user_id: int, seq: int, limit: int = 500, through_seq: int | None = None
+) -> QuerySet[RunEvent]:
+    """Return up to `limit` of the user's events with seq > `seq` (and <= through_seq), in order."""
+    events = RunEvent.objects.filter(user_id=user_id, seq__gt=seq)
+    if through_seq is not None:
+        events = events.filter(seq__lte=through_seq)
+    return events.select_related("run__agent").order_by("seq")[:limit]
 
 
 def count_between(*, user_id: int, after_seq: int, through_seq: int) -> int:
     """Count the user's stored events with after_seq < seq <= through_seq."""
-    return RunEvent.objects.filter(
-        user_id=user_id, seq__gt=after_seq, seq__lte=through_seq
-    ).count()
+    return RunEvent.objects.filter(user_id=user_id, seq__gt=after_seq, seq__lte=through_seq).count()
 
 
 def run_get_active(*, user_id: int, run_id: str) -> Run | None:

@@ -202,8 +202,12 @@ class UserAgentSession:
         # The run lives in another process: ask it, through its control group.
         await self._emitter.channel_layer.group_send(
             process_group(run.process),
-            {"type": CANCEL_MESSAGE_TYPE, "run_id": str(run.pk), "user_id": self.user_id,
-             "reason": reason},
+            {
+                "type": CANCEL_MESSAGE_TYPE,
+                "run_id": str(run.pk),
+                "user_id": self.user_id,
+                "reason": reason,
+            },
         )
 
     async def cancel_local(self, run_id: str, *, reason: str) -> bool:

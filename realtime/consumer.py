@@ -62,8 +62,6 @@ class AgentConsumer(AsyncWebsocketConsumer):
             return
         self.user_id = int(user.pk)
         self.connection_id = uuid.uuid4().hex
-        # Events at or below this seq were already sent on this socket (by resume).
-        self.sent_through = 0
         self.session = await get_registry().get_user_session(self.user_id)
         self.group = user_group(self.user_id)
         # Join before reading last_seq, so every later event arrives live.
@@ -73,6 +71,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         metrics.inc("connections_opened")
         await self.accept()
         last_seq = await database_sync_to_async(user_last_seq)(user_id=self.user_id)
+        # The seq this socket sends next: its stream is gapless and increasing from here.
+        self.next_seq = last_seq + 1
         await self.send_frame(
             {
                 "type": "connection_established",
@@ -160,8 +160,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=text)
             last = seq
             count += 1
-        # Live copies of what was just replayed may still be queued: skip them.
-        self.sent_through = max(self.sent_through, last)
+        # Live copies of what was just replayed may still be queued: they are skipped.
+        self.next_seq = max(self.next_seq, last + 1)
         metrics.inc("replayed_events", count)
         await self.send_frame(
             {
@@ -187,11 +187,26 @@ class AgentConsumer(AsyncWebsocketConsumer):
     }
 
     async def agent_event(self, message: dict[str, Any]) -> None:
-        """Forward an agent event from the user's group to the socket."""
-        if message["seq"] <= self.sent_through:
-            return
+        """Forward an agent event from the user's group, keeping the stream gapless."""
+        seq = message["seq"]
+        if seq < self.next_seq:
+            return  # already sent (by resume or a gap fill)
+        if seq > self.next_seq:
+            await self._fill_gap(through_seq=seq - 1)
         await self.send(text_data=message["text"])
+        self.next_seq = seq + 1
         metrics.inc("events_delivered")
+
+    async def _fill_gap(self, *, through_seq: int) -> None:
+        # An event is stored before any later seq can be given out, so what is
+        # missing here (published by another process out of order, or lost while
+        # the layer was down) is already in the database.
+        metrics.inc("gap_fills")
+        replay = Replay(user_id=self.user_id, after_seq=self.next_seq - 1, through_seq=through_seq)
+        async for seq, text in replay.frames():
+            await self.send(text_data=text)
+            self.next_seq = seq + 1
+            metrics.inc("events_gap_filled")
 
     async def send_frame(self, payload: dict[str, Any]) -> None:
         """Send one JSON frame."""

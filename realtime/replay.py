@@ -25,11 +25,11 @@ def envelope_of(event: RunEvent) -> dict[str, object]:
     }
 
 
-def _page(user_id: int, after_seq: int, limit: int) -> list[tuple[int, str]]:
-    return [
-        (e.seq, encode_frame(envelope_of(e)))
-        for e in events_after(user_id=user_id, seq=after_seq, limit=limit)
-    ]
+def _page(
+    user_id: int, after_seq: int, limit: int, through_seq: int | None
+) -> list[tuple[int, str]]:
+    events = events_after(user_id=user_id, seq=after_seq, limit=limit, through_seq=through_seq)
+    return [(e.seq, encode_frame(envelope_of(e))) for e in events]
 
 
 def _horizon(user_id: int, after_seq: int) -> bool:
@@ -46,6 +46,7 @@ class Replay:
 
     user_id: int
     after_seq: int
+    through_seq: int | None = None
     page_size: int = PAGE_SIZE
 
     async def recovered(self) -> bool:
@@ -56,7 +57,9 @@ class Replay:
         """Yield (seq, frame text) for each stored event after the cursor, in order."""
         cursor = self.after_seq
         while True:
-            page = await database_sync_to_async(_page)(self.user_id, cursor, self.page_size)
+            page = await database_sync_to_async(_page)(
+                self.user_id, cursor, self.page_size, self.through_seq
+            )
             for seq, text in page:
                 yield seq, text
             if len(page) < self.page_size:

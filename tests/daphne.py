@@ -130,3 +130,38 @@ class Daphne:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+def stored_events(
+    env: dict[str, str], username: str
+) -> list[tuple[int, str, str, dict[str, object]]]:
+    """Read a user's stored events straight from the database: (seq, type, run_id, data)."""
+    import json
+    import sqlite3
+
+    query = (
+        "SELECT e.seq, e.type, e.run_id, e.payload FROM agents_runevent e "
+        "JOIN auth_user u ON u.id = e.user_id WHERE u.username = {p} ORDER BY e.seq"
+    )
+    if env.get("DATABASE_URL"):
+        import psycopg
+
+        with psycopg.connect(env["DATABASE_URL"]) as conn:
+            rows = conn.execute(query.format(p="%s"), (username,)).fetchall()
+    else:
+        with contextlib.closing(sqlite3.connect(env["SQLITE_PATH"])) as conn:
+            rows = conn.execute(query.format(p="?"), (username,)).fetchall()
+    return [
+        (
+            int(seq),
+            kind,
+            str(uuid.UUID(str(run_id))),
+            json.loads(data) if isinstance(data, str) else data,
+        )
+        for seq, kind, run_id, data in rows
+    ]
+
+
+def seen(events: list[dict[str, object]]) -> list[tuple[object, object, object, object]]:
+    """Project client events onto what stored_events returns."""
+    return [(e["seq"], e["type"], e["run_id"], e["data"]) for e in events]

@@ -23,12 +23,20 @@ def orphan_run(user, *, process, status="running", beat_age=None, pid=None, host
     if beat_age is not None:
         WorkerProcess.objects.update_or_create(
             name=process,
-            defaults={"last_beat_at": timezone.now() - timedelta(seconds=beat_age), "host": host, "pid": pid},
+            defaults={
+                "last_beat_at": timezone.now() - timedelta(seconds=beat_age),
+                "host": host,
+                "pid": pid,
+            },
         )
     thread = Thread.objects.create(user=user)
     return Run.objects.create(
-        user=user, agent=Agent.objects.get(name="stepper"), thread=thread, message="left behind",
-        status=status, process=process,
+        user=user,
+        agent=Agent.objects.get(name="stepper"),
+        thread=thread,
+        message="left behind",
+        status=status,
+        process=process,
     )
 
 
@@ -40,7 +48,9 @@ async def lifecycle():
         await lc.shutdown()
 
 
-async def test_runs_of_a_dead_process_end_interrupted_and_the_user_learns_it(amake_user, registry, lifecycle, settings):
+async def test_runs_of_a_dead_process_end_interrupted_and_the_user_learns_it(
+    amake_user, registry, lifecycle, settings
+):
     settings.PROCESS_STALE_SECONDS = 30
     user = await amake_user()
     silent = await orphan_run(user, process="host-a-1-aaaaaa", beat_age=120)
@@ -63,7 +73,9 @@ async def test_runs_of_a_dead_process_end_interrupted_and_the_user_learns_it(ama
 
 async def test_runs_of_a_live_process_are_left_alone(amake_user, registry, lifecycle):
     user = await amake_user()
-    alive = await orphan_run(user, process="host-c-3-cccccc", beat_age=1, pid=os.getpid(), host=HOST)
+    alive = await orphan_run(
+        user, process="host-c-3-cccccc", beat_age=1, pid=os.getpid(), host=HOST
+    )
     assert await lifecycle.sweep_orphans() == 0
     assert (await Run.objects.aget(pk=alive.pk)).status == "running"
 
@@ -79,7 +91,9 @@ async def test_a_dead_pid_on_this_host_is_detected_without_waiting(amake_user, r
     assert (await Run.objects.aget(pk=run.pk)).status == "interrupted"
 
 
-async def test_drain_lets_short_runs_finish_and_interrupts_long_ones(amake_user, registry, settings):
+async def test_drain_lets_short_runs_finish_and_interrupts_long_ones(
+    amake_user, registry, settings
+):
     user = await amake_user()
     comm, _ = await connect_user(user)
     short = await start(comm, "calculate 1+1")
@@ -112,7 +126,12 @@ async def test_control_message_cancels_a_local_run(amake_user, registry, lifecyc
     accepted = await start(comm, "go", agent="stepper", options={"steps": 100, "delay_ms": 50})
     await get_channel_layer().group_send(
         process_group(PROCESS_NAME),
-        {"type": CANCEL_MESSAGE_TYPE, "run_id": accepted["run_id"], "user_id": user.pk, "reason": "stopped elsewhere"},
+        {
+            "type": CANCEL_MESSAGE_TYPE,
+            "run_id": accepted["run_id"],
+            "user_id": user.pk,
+            "reason": "stopped elsewhere",
+        },
     )
     events = await collect_run(comm, accepted["run_id"])
     assert events[-1]["type"] == "agent_cancelled"
@@ -120,7 +139,9 @@ async def test_control_message_cancels_a_local_run(amake_user, registry, lifecyc
     await comm.disconnect()
 
 
-async def test_lifecycle_start_beats_and_shutdown_marks_the_process_stopped(registry, lifecycle, seeded):
+async def test_lifecycle_start_beats_and_shutdown_marks_the_process_stopped(
+    registry, lifecycle, seeded
+):
     await lifecycle.start()
     row = await WorkerProcess.objects.aget(name=PROCESS_NAME)
     assert row.stopped_at is None and row.host == HOST and row.pid == os.getpid()

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def resume(comm, after_seq, request_id="res"):
     """Send resume and return (replayed events, resume_complete), skipping live frames."""
-    await send(comm, {"type": "resume", "request_id": request_id, "payload": {"after_seq": after_seq}})
+    await send(
+        comm, {"type": "resume", "request_id": request_id, "payload": {"after_seq": after_seq}}
+    )
     frames = []
     while True:
         frame = await comm.receive_json_from(timeout=10)
@@ -40,7 +42,12 @@ class Client:
 
 
 async def stored_seqs(user):
-    return [s async for s in RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True)]
+    return [
+        s
+        async for s in RunEvent.objects.filter(user=user)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+    ]
 
 
 async def test_resume_replays_everything_after_the_cursor_in_order(amake_user, registry):
@@ -50,7 +57,12 @@ async def test_resume_replays_everything_after_the_cursor_in_order(amake_user, r
     live = await collect_run(comm, accepted["run_id"])
     replayed, done = await resume(comm, live[2]["seq"])
     assert replayed == live[3:]
-    assert done == {"type": "resume_complete", "request_id": "res", "last_seq": live[-1]["seq"], "recovered": True}
+    assert done == {
+        "type": "resume_complete",
+        "request_id": "res",
+        "last_seq": live[-1]["seq"],
+        "recovered": True,
+    }
     nothing, done = await resume(comm, live[-1]["seq"])
     assert nothing == [] and done["last_seq"] == live[-1]["seq"] and done["recovered"] is True
     await comm.disconnect()
@@ -64,7 +76,14 @@ async def test_large_backlog_is_streamed_completely_in_pages(amake_user, registr
     def backlog(n):
         now = timezone.now()
         RunEvent.objects.bulk_create(
-            RunEvent(user=user, run_id=ref.run_id, seq=i, type="partial_result", payload={"delta": str(i)}, created_at=now)
+            RunEvent(
+                user=user,
+                run_id=ref.run_id,
+                seq=i,
+                type="partial_result",
+                payload={"delta": str(i)},
+                created_at=now,
+            )
             for i in range(1, n + 1)
         )
         UserEventCounter.objects.update_or_create(user=user, defaults={"last_seq": n})
@@ -87,8 +106,12 @@ async def test_resume_says_not_recovered_when_retention_pruned_part(amake_user, 
     second = await start(comm, "calculate 2+2")
     second_events = await collect_run(comm, second["run_id"])
     # the first run's events age past retention and are pruned
-    await RunEvent.objects.filter(run_id=first["run_id"]).aupdate(created_at=timezone.now() - timedelta(days=40))
-    pruned = await database_sync_to_async(events_prune)(older_than=timezone.now() - timedelta(days=30))
+    await RunEvent.objects.filter(run_id=first["run_id"]).aupdate(
+        created_at=timezone.now() - timedelta(days=40)
+    )
+    pruned = await database_sync_to_async(events_prune)(
+        older_than=timezone.now() - timedelta(days=30)
+    )
     assert pruned == len(first_events)
     replayed, done = await resume(comm, 0)
     assert replayed == second_events
@@ -103,7 +126,9 @@ async def test_prune_keeps_events_of_runs_still_going(amake_user, registry):
     comm, _ = await connect_user(user)
     accepted = await start(comm, "go", agent="stepper", options={"steps": 30, "delay_ms": 50})
     await comm.receive_json_from(timeout=5)
-    await RunEvent.objects.filter(run_id=accepted["run_id"]).aupdate(created_at=timezone.now() - timedelta(days=99))
+    await RunEvent.objects.filter(run_id=accepted["run_id"]).aupdate(
+        created_at=timezone.now() - timedelta(days=99)
+    )
     assert await database_sync_to_async(events_prune)(older_than=timezone.now()) == 0
     await registry.shutdown()
     await comm.disconnect()
@@ -159,4 +184,27 @@ async def test_run_outlives_its_sockets_and_the_user_catches_up(amake_user, regi
     assert [e["seq"] for e in client.events] == await stored_seqs(user)
     assert client.events[-1]["type"] == "agent_completed"
     assert done["last_seq"] == client.last_seq
+    await comm.disconnect()
+
+
+async def test_events_missing_from_the_live_stream_are_filled_from_storage(amake_user, registry):
+    from agents.services import event_record
+    from realtime.metrics import metrics
+
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    ref = await make_run(user)
+    comm, hello = await connect_user(user)
+    await session.emitter.emit(ref, "partial_result", {"delta": "a"})
+    # stored but never published: what happens while the layer (Redis) is down
+    for delta in ("b", "c"):
+        await database_sync_to_async(event_record)(
+            user_id=user.pk, run_id=ref.run_id, event_type="partial_result", data={"delta": delta}
+        )
+    before = metrics.get("gap_fills")
+    await session.emitter.emit(ref, "partial_result", {"delta": "d"})
+    frames = [await comm.receive_json_from(timeout=5) for _ in range(4)]
+    assert [f["data"]["delta"] for f in frames] == ["a", "b", "c", "d"]
+    assert [f["seq"] for f in frames] == list(range(hello["last_seq"] + 1, hello["last_seq"] + 5))
+    assert metrics.get("gap_fills") == before + 1
     await comm.disconnect()

@@ -4,24 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0002_seed_builtin_agents'),
+        ("agents", "0002_seed_builtin_agents"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WorkerProcess',
+            name="WorkerProcess",
             fields=[
-                ('name', models.CharField(max_length=128, primary_key=True, serialize=False)),
-                ('host', models.CharField(blank=True, max_length=255)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(auto_now_add=True)),
-                ('last_beat_at', models.DateTimeField()),
-                ('stopped_at', models.DateTimeField(blank=True, null=True)),
+                ("name", models.CharField(max_length=128, primary_key=True, serialize=False)),
+                ("host", models.CharField(blank=True, max_length=255)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(auto_now_add=True)),
+                ("last_beat_at", models.DateTimeField()),
+                ("stopped_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-last_beat_at'],
+                "ordering": ["-last_beat_at"],
             },
         ),
     ]
