@@ -115,9 +115,9 @@ class AgentRegistry:
     async def drain(self, *, grace_seconds: float, reason: str) -> int:
         """Stop taking work, let runs finish within the grace period, interrupt the rest."""
         self.draining = True
-        deadline = time.monotonic() + grace_seconds
-        while self.stats()["active_runs"] and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        tasks = [task for s in self._sessions.values() for task in s.run_tasks()]
+        if tasks and grace_seconds > 0:
+            await asyncio.wait(tasks, timeout=grace_seconds)
         left = self.stats()["active_runs"]
         for session in list(self._sessions.values()):
             await session.interrupt_all(reason=reason)

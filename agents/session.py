@@ -109,6 +109,10 @@ class UserAgentSession:
         """Return the ids of the runs queued or running here."""
         return list(self._runs)
 
+    def run_tasks(self) -> list[asyncio.Task[None]]:
+        """Return the tasks of the runs queued or running here."""
+        return [a.task for a in self._runs.values() if a.task is not None]
+
     def touch(self) -> None:
         """Note that the user was active now."""
         self.last_seen = time.monotonic()

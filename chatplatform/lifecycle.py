@@ -1,4 +1,4 @@
-"""This process's duties beside serving sockets: heartbeat, sweeps, control, graceful stop."""
+"""Process duties beside serving sockets: heartbeat, sweeps, control, graceful stop."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def hook_twisted_shutdown(lifecycle: ProcessLifecycle) -> None:
     def before_shutdown() -> defer.Deferred[None]:
         return defer.Deferred.fromFuture(asyncio.ensure_future(lifecycle.shutdown()))
 
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined,arg-type]
 
 
 _lifecycle: ProcessLifecycle | None = None

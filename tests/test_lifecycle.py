@@ -84,9 +84,11 @@ async def test_a_dead_pid_on_this_host_is_detected_without_waiting(amake_user, r
     user = await amake_user()
     import subprocess
 
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    run = await orphan_run(user, process="this-host-dead", beat_age=0, pid=gone.pid, host=HOST)
+    # the pid of a process that has exited
+    done = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)  # noqa: ASYNC221
+    run = await orphan_run(
+        user, process="this-host-dead", beat_age=0, pid=int(done.stdout), host=HOST
+    )
     assert await lifecycle.sweep_orphans() == 1
     assert (await Run.objects.aget(pk=run.pk)).status == "interrupted"
 
