@@ -41,6 +41,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/latency_calculate.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
