@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import machine, write_section
 from tests.daphne import Daphne, manage, postgres_env, sqlite_env
-from tests.services import POSTGRES_URL, REDIS_URL, _reachable
+from tests.services import POSTGRES_URL, REDIS_URL, reachable
 
 
 async def measure(server: Daphne, token: str, runs: int) -> list[float]:
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
     cases = [run_case("in-memory layer, SQLite", args.runs)]
-    if _reachable(REDIS_URL, 6379):
+    if reachable(REDIS_URL, 6379):
         cases.append(
             run_case(
                 "Redis pub/sub layer, SQLite",
@@ -70,7 +70,7 @@ def main() -> None:
                 CHANNEL_LAYER_PREFIX=f"bench{uuid.uuid4().hex[:6]}",
             )
         )
-        if _reachable(POSTGRES_URL, 5432):
+        if reachable(POSTGRES_URL, 5432):
             cases.append(
                 run_case(
                     "Redis pub/sub layer, PostgreSQL",

@@ -18,9 +18,9 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine, write_section  # noqa: E402
-from tests.daphne import Daphne, manage, postgres_env, sqlite_env  # noqa: E402
-from tests.services import POSTGRES_URL, _reachable  # noqa: E402
+from bench.results import machine, write_section
+from tests.daphne import Daphne, manage, postgres_env, sqlite_env
+from tests.services import POSTGRES_URL, reachable
 
 BACKLOG = 10_000
 CATCH_UP = 100
@@ -91,7 +91,7 @@ def run_case(label: str, postgres: str = "") -> list[str]:
 def main() -> None:
     """Measure and write the figures."""
     rows = run_case("SQLite")
-    if _reachable(POSTGRES_URL, 5432):
+    if reachable(POSTGRES_URL, 5432):
         rows += run_case("PostgreSQL", POSTGRES_URL)
     write_section(
         "replay",

@@ -14,7 +14,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 
 
-def _reachable(url: str, default_port: int) -> bool:
+def reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
         with socket.create_connection((parsed.hostname, parsed.port or default_port), timeout=1):
@@ -32,14 +32,14 @@ def _missing(what: str, url: str) -> None:
 
 def require_redis() -> str:
     """Return the Redis URL, or skip (fail under REQUIRE_SERVICES=1) if it is down."""
-    if not _reachable(REDIS_URL, 6379):
+    if not reachable(REDIS_URL, 6379):
         _missing("Redis", REDIS_URL)
     return REDIS_URL
 
 
 def require_postgres() -> str:
     """Return the PostgreSQL URL, or skip (fail under REQUIRE_SERVICES=1) if it is down."""
-    if not _reachable(POSTGRES_URL, 5432):
+    if not reachable(POSTGRES_URL, 5432):
         _missing("PostgreSQL", POSTGRES_URL)
     try:
         import psycopg
