@@ -23,7 +23,7 @@ def reachable(url: str, default_port: int) -> bool:
         return False
 
 
-def _missing(what: str, url: str) -> None:
+def missing_service(what: str, url: str) -> None:
     reason = f"{what} not reachable at {url} (set REQUIRE_SERVICES=1 to make this a failure)"
     if os.environ.get("REQUIRE_SERVICES") == "1":
         pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not reachable at {url}")
@@ -33,20 +33,20 @@ def _missing(what: str, url: str) -> None:
 def require_redis() -> str:
     """Return the Redis URL, or skip (fail under REQUIRE_SERVICES=1) if it is down."""
     if not reachable(REDIS_URL, 6379):
-        _missing("Redis", REDIS_URL)
+        missing_service("Redis", REDIS_URL)
     return REDIS_URL
 
 
 def require_postgres() -> str:
     """Return the PostgreSQL URL, or skip (fail under REQUIRE_SERVICES=1) if it is down."""
     if not reachable(POSTGRES_URL, 5432):
-        _missing("PostgreSQL", POSTGRES_URL)
+        missing_service("PostgreSQL", POSTGRES_URL)
     try:
         import psycopg
 
         psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
     except Exception as exc:  # a server that refuses us is as good as absent
-        _missing(f"PostgreSQL ({exc.__class__.__name__})", POSTGRES_URL)
+        missing_service(f"PostgreSQL ({exc.__class__.__name__})", POSTGRES_URL)
     return POSTGRES_URL
 
 

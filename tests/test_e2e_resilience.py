@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.daphne import Daphne, manage, postgres_env, seen, sqlite_env, stored_events
-from tests.services import _missing, free_port, require_postgres, require_redis
+from tests.services import free_port, missing_service, require_postgres, require_redis
 from tests.wsclient import AgentClient
 
 pytestmark = pytest.mark.e2e
@@ -112,7 +112,7 @@ async def test_two_daphne_processes_behave_as_one_service():
 def start_redis(port):
     binary = shutil.which("redis-server")
     if binary is None:
-        _missing("redis-server (the binary, to start a private Redis)", "PATH")
+        missing_service("redis-server (the binary, to start a private Redis)", "PATH")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
