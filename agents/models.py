@@ -55,6 +55,29 @@ class AgentSession(models.Model):
         return f"session {self.pk} of {self.user_id}"
 
 
+class Connection(models.Model):
+    """One open (or closed) WebSocket of a user, for the admin."""
+
+    id = models.CharField(max_length=32, primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_connections"
+    )
+    session = models.ForeignKey(
+        AgentSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+    )
+    process = models.CharField(max_length=128, blank=True)
+    auth = models.CharField(max_length=16, blank=True, help_text="cookie or token")
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["session", "closed_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+
 class Thread(models.Model):
     """A conversation of one user; runs belong to a thread."""
 

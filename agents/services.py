@@ -16,6 +16,7 @@ from agents.errors import NotFound
 from agents.models import (
     Agent,
     AgentSession,
+    Connection,
     Run,
     RunEvent,
     Thread,
@@ -157,15 +158,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def runs_orphaned(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> list[Run]:
-    """Return active runs whose process is gone: stopped, silent too long, or a dead local pid."""
+def processes_alive(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> set[str]:
+    """Return the names of processes still alive: beating, not stopped, pid alive if local."""
     cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
-    alive = set()
+    alive = {own}
     for proc in WorkerProcess.objects.filter(stopped_at__isnull=True, last_beat_at__gte=cutoff):
         same_host_dead = proc.host == HOST and proc.pid is not None and not _pid_alive(proc.pid)
         if not same_host_dead:
             alive.add(proc.name)
-    alive.add(own)
+    return alive
+
+
+def runs_orphaned(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> list[Run]:
+    """Return active runs whose process is gone: stopped, silent too long, or a dead local pid."""
+    alive = processes_alive(stale_after_seconds=stale_after_seconds, own=own)
+    connections_close_orphaned(live_processes=alive)
     active = (Run.Status.QUEUED, Run.Status.RUNNING)
     return list(
         Run.objects.filter(status__in=active)
@@ -202,3 +209,27 @@ def events_prune(*, older_than: datetime) -> int:
         created_at__lt=older_than, run__status__in=Run.TERMINAL
     ).delete()
     return deleted
+
+
+def connection_open(*, connection_id: str, user_id: int, session_id: int, auth: str) -> None:
+    """Record an open WebSocket and mark its session seen."""
+    Connection.objects.create(
+        id=connection_id, user_id=user_id, session_id=session_id, process=PROCESS_NAME, auth=auth
+    )
+    session_touch(session_id=session_id)
+
+
+def connection_close(*, connection_id: str) -> None:
+    """Record that a WebSocket closed."""
+    Connection.objects.filter(pk=connection_id, closed_at__isnull=True).update(
+        closed_at=timezone.now()
+    )
+
+
+def connections_close_orphaned(*, live_processes: set[str]) -> int:
+    """Close the records of sockets whose process is gone; return how many."""
+    return (
+        Connection.objects.filter(closed_at__isnull=True)
+        .exclude(process__in=live_processes)
+        .update(closed_at=timezone.now())
+    )

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from agents.control import request_run_cancel
 from agents.errors import (
     InvalidRequest,
     MessageTooLarge,
@@ -27,13 +28,11 @@ from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import run_create, run_finish, run_mark_running, session_touch
 from realtime.emitter import EventEmitter, RunRef
-from realtime.groups import process_group
 
 logger = logging.getLogger(__name__)
 
 OnBusy = Literal["enqueue", "interrupt", "reject"]
 ON_BUSY_CHOICES: tuple[str, ...] = ("enqueue", "interrupt", "reject")
-CANCEL_MESSAGE_TYPE = "run.cancel"
 
 
 @dataclass

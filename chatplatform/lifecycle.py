@@ -22,7 +22,7 @@ from agents.services import (
     run_has_events,
     runs_orphaned,
 )
-from agents.session import CANCEL_MESSAGE_TYPE
+from agents.control import CANCEL_RUN, END_SESSION, describe
 from realtime.emitter import RunRef
 from realtime.groups import process_group
 
@@ -113,11 +113,15 @@ class ProcessLifecycle:
                 await asyncio.sleep(1)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") != CANCEL_MESSAGE_TYPE:
+        logger.info("control message %s", describe(message))
+        registry = get_registry()
+        session = registry.peek(int(message["user_id"]))
+        if session is None:
             return
-        session = get_registry().peek(int(message["user_id"]))
-        if session is not None:
+        if message.get("type") == CANCEL_RUN:
             await session.cancel_local(str(message["run_id"]), reason=str(message["reason"]))
+        elif message.get("type") == END_SESSION and session.session_id == message["session_id"]:
+            await registry.cleanup_user_session(session.user_id, cancel_runs=True)
 
     async def shutdown(self) -> None:
         """Stop taking work, give runs a grace period, interrupt the rest, and say so."""

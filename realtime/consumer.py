@@ -13,7 +13,9 @@ from django.conf import settings
 from agents.errors import ServiceError
 from agents.registry import get_registry
 from agents.selectors import user_last_seq
+from agents.services import connection_close, connection_open
 from agents.session import UserAgentSession
+from realtime.auth import bearer_token
 from realtime.emitter import encode_frame, iso_utc
 from realtime.groups import user_group
 from realtime.metrics import metrics
@@ -69,6 +71,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.joined = True
         self.session.attach()
         metrics.inc("connections_opened")
+        await database_sync_to_async(connection_open)(
+            connection_id=self.connection_id,
+            user_id=self.user_id,
+            session_id=self.session.session_id,
+            auth="token" if bearer_token(self.scope) is not None else "cookie",
+        )
         await self.accept()
         last_seq = await database_sync_to_async(user_last_seq)(user_id=self.user_id)
         # The seq this socket sends next: its stream is gapless and increasing from here.
@@ -90,6 +98,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             self.session.detach()
             self.joined = False
             metrics.inc("connections_closed")
+            await database_sync_to_async(connection_close)(connection_id=self.connection_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Decode one client frame and dispatch it; bad frames get an error reply."""

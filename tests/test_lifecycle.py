@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agents.models import Agent, Run, Thread, WorkerProcess
 from agents.services import HOST, PROCESS_NAME
-from agents.session import CANCEL_MESSAGE_TYPE
+from agents.control import CANCEL_RUN
 from chatplatform.lifecycle import ORPHAN_MESSAGE, SHUTDOWN_MESSAGE, ProcessLifecycle
 from realtime.groups import process_group
 from tests.conftest import collect_run, connect_user, start
@@ -129,7 +129,7 @@ async def test_control_message_cancels_a_local_run(amake_user, registry, lifecyc
     await get_channel_layer().group_send(
         process_group(PROCESS_NAME),
         {
-            "type": CANCEL_MESSAGE_TYPE,
+            "type": CANCEL_RUN,
             "run_id": accepted["run_id"],
             "user_id": user.pk,
             "reason": "stopped elsewhere",

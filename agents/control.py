@@ -1,0 +1,35 @@
+"""Control messages between server processes: cancel a run, end a session."""
+
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+
+from realtime.groups import process_group
+
+CANCEL_RUN = "run.cancel"
+END_SESSION = "session.end"
+
+
+async def request_run_cancel(
+    layer: BaseChannelLayer, *, process: str, run_id: str, user_id: int, reason: str
+) -> None:
+    """Ask the process running a run to cancel it."""
+    await layer.group_send(
+        process_group(process),
+        {"type": CANCEL_RUN, "run_id": run_id, "user_id": user_id, "reason": reason},
+    )
+
+
+async def request_session_end(
+    layer: BaseChannelLayer, *, process: str, user_id: int, session_id: int
+) -> None:
+    """Ask the process holding a session to end it (and cancel its runs)."""
+    await layer.group_send(
+        process_group(process),
+        {"type": END_SESSION, "user_id": user_id, "session_id": session_id},
+    )
+
+
+def describe(message: dict[str, Any]) -> str:
+    """Return a short text of a control message for logs."""
+    return f"{message.get('type')} user_id={message.get('user_id')}"
