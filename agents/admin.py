@@ -1,7 +1,272 @@
-"""Admin registrations for agents, sessions, runs and events."""
+"""Admin for agents, sessions, runs and events; history is read-only."""
 
-from django.contrib import admin
+import json
+from typing import Any
 
-from agents.models import Agent, AgentSession, KnowledgeArticle, Run, RunEvent, Thread
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
 
-admin.site.register([Agent, AgentSession, Thread, Run, RunEvent, KnowledgeArticle])
+from agents.control import request_run_cancel, request_session_end
+from agents.models import (
+    Agent,
+    AgentSession,
+    Connection,
+    KnowledgeArticle,
+    Run,
+    RunEvent,
+    Thread,
+    WorkerProcess,
+)
+from agents.services import session_end
+
+
+def pretty_json(value: Any) -> str:
+    """Render JSON for people: indented, in a <pre>."""
+    return format_html(
+        '<pre class="json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History: viewable, never added, changed or deleted through the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """History is written by the runtime only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """History is never edited."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """History leaves only by retention (manage.py prune_events)."""
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    """Agents are configuration: editable."""
+
+    list_display = [
+        "name",
+        "enabled",
+        "implementation",
+        "tools",
+        "tool_timeout_seconds",
+        "max_run_seconds",
+    ]
+    list_editable = ["enabled"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "description"]
+    actions = ["enable", "disable"]
+
+    @admin.display(description="allowed tools")
+    def tools(self, obj: Agent) -> str:
+        """List the allowed tools."""
+        return ", ".join(obj.allowed_tools or [])
+
+    @admin.action(description="Enable selected agents")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        """Enable agents."""
+        self.message_user(request, f"{queryset.update(enabled=True)} agents enabled")
+
+    @admin.action(description="Disable selected agents")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        """Disable agents (running runs go on; new ones are refused)."""
+        self.message_user(request, f"{queryset.update(enabled=False)} agents disabled")
+
+
+@admin.register(AgentSession)
+class AgentSessionAdmin(ReadOnlyAdmin):
+    """Users' sessions, with their runs and live connections."""
+
+    list_display = [
+        "id",
+        "user",
+        "status",
+        "process",
+        "created_at",
+        "last_seen_at",
+        "run_count",
+        "live_connections",
+    ]
+    list_filter = ["status", "created_at"]
+    search_fields = ["user__username"]
+    date_hierarchy = "created_at"
+    actions = ["end_sessions"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AgentSession]:
+        """Count runs and open connections in the same query."""
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("user")
+            .annotate(
+                runs_total=Count("runs", distinct=True),
+                connections_open=Count(
+                    "connections", filter=Q(connections__closed_at__isnull=True), distinct=True
+                ),
+            )
+        )
+
+    @admin.display(description="runs", ordering="runs_total")
+    def run_count(self, obj: Any) -> int:
+        """Number of runs of the session."""
+        return int(obj.runs_total)
+
+    @admin.display(description="live connections", ordering="connections_open")
+    def live_connections(self, obj: Any) -> int:
+        """Number of sockets open now."""
+        return int(obj.connections_open)
+
+    @admin.action(description="End selected sessions (cancels their runs)")
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet[AgentSession]) -> None:
+        """End sessions through the registry's own service, and tell their processes."""
+        layer = get_channel_layer()
+        ended = 0
+        for session in queryset.filter(status=AgentSession.Status.ACTIVE):
+            session_end(session_id=session.pk)
+            async_to_sync(request_session_end)(
+                layer, process=session.process, user_id=session.user_id, session_id=session.pk
+            )
+            ended += 1
+        self.message_user(request, f"{ended} sessions ended", messages.SUCCESS)
+
+
+class RunEventInline(admin.TabularInline):
+    """A run's events, in seq order, read-only."""
+
+    model = RunEvent
+    fields = ("seq", "type", "created_at", "data")
+    readonly_fields = fields
+    ordering = ["seq"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Events are written by the runtime only."""
+        return False
+
+    @admin.display(description="data")
+    def data(self, obj: RunEvent) -> str:
+        """The event's data as pretty JSON."""
+        return pretty_json(obj.payload)
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    """Runs with their events; running ones can be cancelled."""
+
+    list_display = ["id", "user", "agent", "status", "created_at", "duration", "error_code"]
+    list_filter = ["status", "agent", "created_at"]
+    search_fields = ["id", "user__username", "message"]
+    date_hierarchy = "created_at"
+    inlines = [RunEventInline]
+    actions = ["cancel_runs"]
+    readonly_fields = [
+        "id",
+        "user",
+        "agent",
+        "thread",
+        "session",
+        "status",
+        "request_id",
+        "message",
+        "options_json",
+        "process",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "result",
+        "error_code",
+        "error_message",
+    ]
+    exclude = ["options"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        """Join what the list shows."""
+        return super().get_queryset(request).select_related("user", "agent")
+
+    @admin.display(description="options")
+    def options_json(self, obj: Run) -> str:
+        """The run's options as pretty JSON."""
+        return pretty_json(obj.options)
+
+    @admin.display(description="duration")
+    def duration(self, obj: Run) -> str:
+        """How long the run took (so far)."""
+        if obj.started_at is None:
+            return "-"
+        if obj.finished_at is None:
+            return "running"
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.2f} s"
+
+    @admin.action(description="Cancel selected running runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        """Ask each run's process to cancel it, as stop_agent does."""
+        layer = get_channel_layer()
+        active = queryset.filter(status__in=(Run.Status.QUEUED, Run.Status.RUNNING))
+        count = 0
+        for run in active:
+            async_to_sync(request_run_cancel)(
+                layer,
+                process=run.process,
+                run_id=str(run.pk),
+                user_id=run.user_id,
+                reason="cancelled by an administrator",
+            )
+            count += 1
+        self.message_user(request, f"cancel requested for {count} running runs", messages.SUCCESS)
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(ReadOnlyAdmin):
+    """Every stored event; read-only."""
+
+    list_display = ["seq", "user", "type", "run", "created_at"]
+    list_filter = ["type", "created_at"]
+    search_fields = ["user__username", "run__id"]
+    fields = ("user", "run", "seq", "type", "created_at", "data")
+    readonly_fields = fields
+
+    @admin.display(description="data")
+    def data(self, obj: RunEvent) -> str:
+        """The event's data as pretty JSON."""
+        return pretty_json(obj.payload)
+
+
+@admin.register(Thread)
+class ThreadAdmin(ReadOnlyAdmin):
+    """Users' conversations."""
+
+    list_display = ["id", "user", "title", "created_at"]
+    search_fields = ["user__username", "title"]
+
+
+@admin.register(Connection)
+class ConnectionAdmin(ReadOnlyAdmin):
+    """WebSocket connections, open and closed."""
+
+    list_display = ["id", "user", "auth", "process", "opened_at", "closed_at"]
+    list_filter = ["auth", ("closed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username"]
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(ReadOnlyAdmin):
+    """Server processes and their heartbeats."""
+
+    list_display = ["name", "host", "pid", "started_at", "last_beat_at", "stopped_at"]
+
+
+@admin.register(KnowledgeArticle)
+class KnowledgeArticleAdmin(admin.ModelAdmin):
+    """The knowledge base kb_search reads; editable."""
+
+    list_display = ["title", "tags"]
+    search_fields = ["title", "body", "tags"]

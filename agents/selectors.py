@@ -5,7 +5,7 @@ import uuid
 from django.db.models import QuerySet
 
 from agents.errors import UnknownAgent
-from agents.models import Agent, Run, RunEvent, UserEventCounter
+from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
 
 
 def agent_get_enabled(*, name: str) -> Agent:
@@ -48,3 +48,44 @@ def run_get_active(*, user_id: int, run_id: str) -> Run | None:
     return Run.objects.filter(
         pk=pk, user_id=user_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING)
     ).first()
+
+
+def threads_for_user(*, user_id: int, limit: int = 50) -> list[dict[str, object]]:
+    """Return the user's latest threads with their last activity, newest first."""
+    return [
+        {
+            "id": str(t.id),
+            "title": t.title or "Conversation",
+            "created_at": t.created_at.isoformat(),
+        }
+        for t in Thread.objects.filter(user_id=user_id).order_by("-created_at")[:limit]
+    ]
+
+
+def thread_for_user(*, user_id: int, thread_id: str) -> Thread | None:
+    """Return the user's thread with that id, or None (also for malformed ids)."""
+    try:
+        pk = uuid.UUID(str(thread_id))
+    except ValueError:
+        return None
+    return Thread.objects.filter(pk=pk, user_id=user_id).first()
+
+
+def thread_events(*, thread: Thread, limit: int = 2000) -> QuerySet[RunEvent]:
+    """Return the latest `limit` stored events of a thread's runs, in seq order."""
+    newest = (
+        RunEvent.objects.filter(run__thread=thread).order_by("-seq").values_list("seq", flat=True)
+    )[:limit]
+    return (
+        RunEvent.objects.filter(run__thread=thread, seq__in=list(newest))
+        .select_related("run__agent")
+        .order_by("seq")
+    )
+
+
+def agents_enabled() -> list[dict[str, str]]:
+    """Return the enabled agents for pickers."""
+    return [
+        {"name": a.name, "description": a.description}
+        for a in Agent.objects.filter(enabled=True).order_by("name")
+    ]

@@ -203,14 +203,12 @@ class UserAgentSession:
         if run is None:
             raise NotFound("no queued or running run with that id")
         # The run lives in another process: ask it, through its control group.
-        await self._emitter.channel_layer.group_send(
-            process_group(run.process),
-            {
-                "type": CANCEL_MESSAGE_TYPE,
-                "run_id": str(run.pk),
-                "user_id": self.user_id,
-                "reason": reason,
-            },
+        await request_run_cancel(
+            self._emitter.channel_layer,
+            process=run.process,
+            run_id=str(run.pk),
+            user_id=self.user_id,
+            reason=reason,
         )
 
     async def cancel_local(self, run_id: str, *, reason: str) -> bool:

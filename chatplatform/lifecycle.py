@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from agents.control import CANCEL_RUN, END_SESSION, describe
 from agents.models import Run
 from agents.registry import get_registry
 from agents.services import (
@@ -22,7 +23,6 @@ from agents.services import (
     run_has_events,
     runs_orphaned,
 )
-from agents.control import CANCEL_RUN, END_SESSION, describe
 from realtime.emitter import RunRef
 from realtime.groups import process_group
 

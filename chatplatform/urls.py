@@ -6,6 +6,9 @@ from django.urls import include, path
 from chatplatform import views
 
 urlpatterns = [
+    path("", views.chat, name="chat"),
+    path("api/threads/", views.thread_list, name="thread-list"),
+    path("api/threads/<str:thread_id>/events/", views.thread_history, name="thread-history"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),

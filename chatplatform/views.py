@@ -1,8 +1,60 @@
-"""Health view of the process."""
+"""HTTP views: the chat page, its small JSON reads, and the health check."""
 
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from agents.selectors import agents_enabled, thread_events, thread_for_user, threads_for_user
+from realtime.replay import envelope_of
 
 
+def _uid(request: HttpRequest) -> int:
+    # login_required guarantees an authenticated user here.
+    return int(str(request.user.pk))
+
+
+@require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Say the process is alive; touches no dependency."""
     return JsonResponse({"status": "ok"})
+
+
+@login_required
+@require_GET
+def chat(request: HttpRequest) -> HttpResponse:
+    """Render the chat page; everything live comes over the WebSocket."""
+    context = {
+        "boot": {
+            "user_id": str(request.user.pk),
+            "username": request.user.get_username(),
+            "agents": agents_enabled(),
+            "default_agent": settings.AGENT_DEFAULT,
+            "threads": threads_for_user(user_id=_uid(request)),
+            "ws_path": "/ws/agents/",
+        }
+    }
+    return render(request, "chat.html", context)
+
+
+@login_required
+@require_GET
+def thread_history(request: HttpRequest, thread_id: str) -> JsonResponse:
+    """Return the stored events of one of the user's threads (404 for anyone else's)."""
+    thread = thread_for_user(user_id=_uid(request), thread_id=thread_id)
+    if thread is None:
+        raise Http404("no such thread")
+    return JsonResponse(
+        {
+            "thread": {"id": str(thread.id), "title": thread.title},
+            "events": [envelope_of(e) for e in thread_events(thread=thread)],
+        }
+    )
+
+
+@login_required
+@require_GET
+def thread_list(request: HttpRequest) -> JsonResponse:
+    """Return the user's latest threads."""
+    return JsonResponse({"threads": threads_for_user(user_id=_uid(request))})

@@ -19,7 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def project_env(**overrides: str) -> dict[str, str]:
     """Return an environment for the project's processes (production settings module)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(DJANGO_SETTINGS_MODULE="chatplatform.settings", PYTHONUNBUFFERED="1")
+    env.update(
+        DJANGO_SETTINGS_MODULE="chatplatform.settings",
+        PYTHONUNBUFFERED="1",
+        STATIC_FROM_FINDERS="1",
+    )
     env.update(overrides)
     return env
 
@@ -43,7 +47,7 @@ def manage(env: dict[str, str], *args: str) -> str:
 def sqlite_env(**overrides: str) -> Iterator[dict[str, str]]:
     """Yield an environment with a fresh, migrated SQLite database."""
     with tempfile.TemporaryDirectory(prefix="cp-e2e-") as tmp:
-        env = project_env(SQLITE_PATH=str(Path(tmp) / "db.sqlite3"), **overrides)
+        env = project_env(SQLITE_PATH=str(Path(tmp) / "db.sqlite3"), STATIC_ROOT=tmp, **overrides)
         manage(env, "migrate", "--noinput")
         yield env
 
@@ -58,7 +62,9 @@ def postgres_env(admin_url: str, **overrides: str) -> Iterator[dict[str, str]]:
         conn.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = admin_url.rpartition("/")
     try:
-        env = project_env(DATABASE_URL=f"{base}/{name}", **overrides)
+        env = project_env(
+            DATABASE_URL=f"{base}/{name}", STATIC_ROOT=tempfile.gettempdir(), **overrides
+        )
         manage(env, "migrate", "--noinput")
         yield env
     finally:

@@ -26,3 +26,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 # Tests start the process lifecycle themselves where they test it.
 PROCESS_LIFECYCLE_AUTOSTART = False
+
+# Tests read static files from the app folders (no collectstatic).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = tempfile.mkdtemp(prefix="chatplatform-static-")

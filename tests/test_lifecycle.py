@@ -8,9 +8,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
+from agents.control import CANCEL_RUN
 from agents.models import Agent, Run, Thread, WorkerProcess
 from agents.services import HOST, PROCESS_NAME
-from agents.control import CANCEL_RUN
 from chatplatform.lifecycle import ORPHAN_MESSAGE, SHUTDOWN_MESSAGE, ProcessLifecycle
 from realtime.groups import process_group
 from tests.conftest import collect_run, connect_user, start
@@ -150,3 +150,22 @@ async def test_lifecycle_start_beats_and_shutdown_marks_the_process_stopped(
     await lifecycle.shutdown()
     row = await WorkerProcess.objects.aget(name=PROCESS_NAME)
     assert row.stopped_at is not None
+
+
+async def test_stop_of_a_run_in_another_process_is_sent_to_that_process(amake_user, registry):
+    user = await amake_user()
+    run = await orphan_run(user, process="other-proc-9-abcdef", beat_age=0)
+    layer = get_channel_layer()
+    listener = await layer.new_channel()
+    await layer.group_add(process_group("other-proc-9-abcdef"), listener)
+    comm, _ = await connect_user(user)
+    await comm.send_json_to({"type": "stop_agent", "payload": {"run_id": str(run.pk)}})
+    message = await layer.receive(listener)
+    assert message == {
+        "type": CANCEL_RUN,
+        "run_id": str(run.pk),
+        "user_id": user.pk,
+        "reason": "stopped by user",
+    }
+    assert await comm.receive_nothing(timeout=0.2)  # no error: the other process answers
+    await comm.disconnect()

@@ -6,27 +6,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0003_worker_process'),
+        ("agents", "0003_worker_process"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('process', models.CharField(blank=True, max_length=128)),
-                ('auth', models.CharField(blank=True, help_text='cookie or token', max_length=16)),
-                ('opened_at', models.DateTimeField(auto_now_add=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('session', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='connections', to='agents.agentsession')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='agent_connections', to=settings.AUTH_USER_MODEL)),
+                ("id", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("process", models.CharField(blank=True, max_length=128)),
+                ("auth", models.CharField(blank=True, help_text="cookie or token", max_length=16)),
+                ("opened_at", models.DateTimeField(auto_now_add=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="connections",
+                        to="agents.agentsession",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="agent_connections",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-opened_at'],
-                'indexes': [models.Index(fields=['session', 'closed_at'], name='agents_conn_session_e34666_idx')],
+                "ordering": ["-opened_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["session", "closed_at"], name="agents_conn_session_e34666_idx"
+                    )
+                ],
             },
         ),
     ]

@@ -1,0 +1,374 @@
+/* The chat page: one WebSocket, resume from the last seq seen, a live timeline per run. */
+(() => {
+  "use strict";
+
+  const boot = JSON.parse(document.getElementById("boot").textContent);
+  const TERMINAL = new Set(["agent_completed", "agent_error", "agent_cancelled"]);
+  const STATUS_OF = { agent_completed: "completed", agent_cancelled: "cancelled" };
+  const MAX_REPLAY = 5000; // further behind than this, reload the thread instead
+  const storeKey = `chatplatform:${boot.user_id}:lastSeq`;
+
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    conn: $("conn"), timeline: $("timeline"), threads: $("thread-list"), title: $("thread-title"),
+    form: $("composer"), agent: $("agent"), message: $("message"), notice: $("notice"),
+    stepperOptions: $("stepper-options"), steps: $("steps"), delay: $("delay"),
+    newThread: $("new-thread"),
+  };
+
+  const state = {
+    lastSeq: Number(localStorage.getItem(storeKey) || 0),
+    ws: null,
+    attempt: 0,
+    resuming: false,
+    held: [],
+    rendered: new Set(), // seqs already drawn (live, replayed or from history)
+    runs: new Map(), // run_id -> run view
+    threads: new Map(),
+    current: null, // thread id, null for a new conversation
+    pending: new Map(), // request_id -> message text
+    requestCounter: 0,
+    pingTimer: null,
+  };
+
+  // ---- connection -------------------------------------------------------
+
+  function setConn(kind, text) {
+    els.conn.className = `conn conn-${kind}`;
+    els.conn.textContent = text;
+  }
+
+  function connect() {
+    setConn("connecting", state.attempt ? "Reconnecting…" : "Connecting…");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}${boot.ws_path}`);
+    state.ws = ws;
+    ws.onmessage = (msg) => onFrame(JSON.parse(msg.data));
+    ws.onclose = (ev) => onClose(ws, ev);
+  }
+
+  function onClose(ws, ev) {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    clearInterval(state.pingTimer);
+    if (ev.code === 4401) {
+      location.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;
+      return;
+    }
+    // About 1 s, growing x1.5 up to 10 s, with +-20% jitter.
+    const base = Math.min(10000, 1000 * Math.pow(1.5, state.attempt));
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    state.attempt += 1;
+    setConn("offline", `Offline, reconnecting in ${Math.ceil(delay / 1000)} s`);
+    setTimeout(connect, delay);
+  }
+
+  function send(frame) {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
+      showNotice("Not connected; try again in a moment.");
+      return false;
+    }
+    state.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function onFrame(frame) {
+    if (typeof frame.seq === "number") {
+      if (state.resuming) state.held.push(frame);
+      else applyEvent(frame);
+      return;
+    }
+    const handler = FRAME_HANDLERS[frame.type];
+    if (handler) handler(frame);
+  }
+
+  const FRAME_HANDLERS = {
+    connection_established(hello) {
+      state.attempt = 0;
+      setConn("online", "Connected");
+      state.pingTimer = setInterval(() => send({ type: "ping" }), 25000);
+      const behind = hello.last_seq - state.lastSeq;
+      if (state.lastSeq === 0 || behind > MAX_REPLAY || behind < 0) {
+        // Nothing to catch up from (or too much): start from now, show history by HTTP.
+        remember(hello.last_seq);
+        if (state.current) loadThread(state.current);
+        return;
+      }
+      state.resuming = true;
+      state.held = [];
+      send({ type: "resume", request_id: "resume", payload: { after_seq: state.lastSeq } });
+    },
+    resume_complete(done) {
+      // Live events sent before the replay are in it too: apply all in seq order.
+      const held = state.held.sort((a, b) => a.seq - b.seq);
+      state.resuming = false;
+      state.held = [];
+      held.forEach(applyEvent);
+      if (!done.recovered && state.current) loadThread(state.current);
+    },
+    run_accepted(reply) {
+      state.pending.delete(reply.request_id);
+      addThread({ id: reply.thread_id, title: titleFor(reply.request_id) });
+      if (state.current === null) selectThread(reply.thread_id, { load: false });
+      runView(reply.run_id, reply.thread_id, "", "queued");
+    },
+    error(err) {
+      const retry = err.error.retry_after ? ` (retry in ${Math.ceil(err.error.retry_after)} s)` : "";
+      showNotice(`${err.error.message}${retry}`);
+    },
+    pong() {},
+  };
+
+  function remember(seq) {
+    state.lastSeq = seq;
+    localStorage.setItem(storeKey, String(seq));
+  }
+
+  function applyEvent(event) {
+    if (event.seq <= state.lastSeq) return;
+    remember(event.seq);
+    render(event);
+  }
+
+  // ---- threads ----------------------------------------------------------
+
+  function titleFor(requestId) {
+    return state.pending.get(requestId) || "Conversation";
+  }
+
+  function setThreadTitle(id, title) {
+    const thread = state.threads.get(id);
+    if (!thread || !title || thread.title !== "Conversation") return;
+    thread.title = title.slice(0, 200);
+    thread.button.textContent = thread.title.slice(0, 60);
+    if (state.current === id) els.title.textContent = thread.title;
+  }
+
+  function addThread(thread) {
+    if (state.threads.has(thread.id)) {
+      setThreadTitle(thread.id, thread.title);
+      return;
+    }
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = thread.title.slice(0, 60) || "Conversation";
+    button.dataset.thread = thread.id;
+    button.addEventListener("click", () => selectThread(thread.id));
+    li.append(button);
+    els.threads.prepend(li);
+    const panel = document.createElement("div");
+    panel.className = "thread-panel";
+    panel.dataset.thread = thread.id;
+    panel.hidden = thread.id !== state.current;
+    els.timeline.append(panel);
+    state.threads.set(thread.id, { ...thread, button, panel });
+  }
+
+  function selectThread(id, { load = true } = {}) {
+    state.current = id;
+    history.replaceState(null, "", id ? `#${id}` : location.pathname);
+    for (const [tid, t] of state.threads) {
+      t.panel.hidden = tid !== id;
+      t.button.setAttribute("aria-current", tid === id ? "true" : "false");
+    }
+    els.newPanel.hidden = id !== null;
+    els.title.textContent = id ? state.threads.get(id).title : "New conversation";
+    if (id && load) loadThread(id);
+  }
+
+  async function loadThread(id) {
+    const response = await fetch(`/api/threads/${id}/events/`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const body = await response.json();
+    body.events.forEach(render);
+  }
+
+  // ---- rendering ---------------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function insertBySeq(container, node, seq) {
+    node.dataset.seq = String(seq);
+    const after = [...container.children].find((c) => Number(c.dataset.seq) > seq);
+    container.insertBefore(node, after || null);
+  }
+
+  function runView(runId, threadId, agentName, status) {
+    let view = state.runs.get(runId);
+    if (view) return view;
+    addThread({ id: threadId, title: "Conversation" });
+    const card = el("article", "run");
+    card.setAttribute("aria-label", `Run ${runId.slice(0, 8)}`);
+    const head = el("header", "run-head");
+    const agent = el("span", "agent", agentName);
+    const badge = el("span", "badge");
+    const stop = el("button", "stop", "Stop");
+    stop.type = "button";
+    stop.addEventListener("click", () => {
+      stop.disabled = true;
+      send({ type: "stop_agent", payload: { run_id: runId } });
+    });
+    head.append(agent, badge, stop);
+    const question = el("p", "question");
+    const steps = el("ol", "steps");
+    const answer = el("div", "answer");
+    card.append(head, question, steps, answer);
+    const panel = state.threads.get(threadId).panel;
+    card.dataset.seq = String(Number.MAX_SAFE_INTEGER);
+    panel.append(card);
+    view = { card, agent, badge, stop, question, steps, answer, deltas: [], tools: new Map(), final: null };
+    state.runs.set(runId, view);
+    setStatus(view, status);
+    return view;
+  }
+
+  function setStatus(view, status) {
+    view.status = status;
+    view.card.dataset.status = status;
+    view.badge.textContent = status;
+    view.badge.className = `badge badge-${status}`;
+    view.stop.hidden = !(status === "running" || status === "queued");
+  }
+
+  function render(event) {
+    if (state.rendered.has(event.seq)) return;
+    state.rendered.add(event.seq);
+    const view = runView(event.run_id, event.thread_id, event.agent_name, "running");
+    view.agent.textContent = event.agent_name;
+    if (Number(view.card.dataset.seq) > event.seq) {
+      // Order runs by their first event, wherever the events came from.
+      view.card.remove();
+      insertBySeq(state.threads.get(event.thread_id).panel, view.card, event.seq);
+    }
+    const panel = els.timeline;
+    const atBottom = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 40;
+    const draw = RENDERERS[event.type];
+    if (draw) draw(view, event.data, event);
+    if (atBottom) panel.scrollTop = panel.scrollHeight;
+    if (TERMINAL.has(event.type)) {
+      const status = STATUS_OF[event.type] || (event.data.error.code === "interrupted" ? "interrupted" : "failed");
+      setStatus(view, status);
+    } else if (view.status === "queued") {
+      setStatus(view, "running");
+    }
+  }
+
+  function toolStep(view, data, seq) {
+    let step = view.tools.get(data.tool_call_id);
+    if (!step) {
+      step = el("li", "step step-tool");
+      step.append(el("span", "label", `Tool: ${data.tool_name}`), el("pre", "params"), el("div", "outcome", "running…"));
+      insertBySeq(view.steps, step, seq);
+      view.tools.set(data.tool_call_id, step);
+    }
+    return step;
+  }
+
+  const RENDERERS = {
+    agent_started(view, data, event) {
+      view.question.textContent = data.message;
+      setThreadTitle(event.thread_id, data.message);
+    },
+    agent_thinking(view, data, event) {
+      const step = el("li", "step step-thinking");
+      const progress = el("progress");
+      progress.max = 100;
+      progress.value = data.progress;
+      progress.setAttribute("aria-label", `Progress ${data.progress}%`);
+      step.append(el("span", "label", `Thinking (step ${data.step})`), el("span", "reasoning", data.reasoning), progress);
+      insertBySeq(view.steps, step, event.seq);
+    },
+    tool_executing(view, data, event) {
+      const step = toolStep(view, data, event.seq);
+      step.querySelector(".params").textContent = JSON.stringify(data.parameters, null, 2);
+    },
+    tool_completed(view, data, event) {
+      const outcome = toolStep(view, data, event.seq).querySelector(".outcome");
+      outcome.className = "outcome ok";
+      outcome.textContent = `${JSON.stringify(data.result)} · ${data.duration_ms} ms`;
+    },
+    tool_error(view, data, event) {
+      const outcome = toolStep(view, data, event.seq).querySelector(".outcome");
+      outcome.className = "outcome failed";
+      outcome.textContent = `Error: ${data.error} · ${data.duration_ms} ms`;
+    },
+    partial_result(view, data, event) {
+      view.deltas.push([event.seq, data.delta]);
+      view.deltas.sort((a, b) => a[0] - b[0]);
+      if (view.final === null) view.answer.textContent = view.deltas.map((d) => d[1]).join("");
+    },
+    agent_completed(view, data) {
+      view.final = data.result;
+      view.answer.textContent = data.result;
+      view.answer.classList.add("final");
+    },
+    agent_error(view, data) {
+      view.card.append(el("p", "run-error", `Error (${data.error.code}): ${data.error.message}`));
+    },
+    agent_cancelled(view, data) {
+      view.card.append(el("p", "run-cancelled", `Cancelled: ${data.reason}`));
+    },
+  };
+
+  // ---- composer -----------------------------------------------------------
+
+  function showNotice(text) {
+    els.notice.textContent = text;
+    els.notice.hidden = false;
+    clearTimeout(showNotice.timer);
+    showNotice.timer = setTimeout(() => { els.notice.hidden = true; }, 8000);
+  }
+
+  function submit(ev) {
+    ev.preventDefault();
+    const text = els.message.value.trim();
+    if (!text) return;
+    const agent = els.agent.value;
+    const options = agent === "stepper"
+      ? { steps: Number(els.steps.value), delay_ms: Number(els.delay.value) }
+      : {};
+    state.requestCounter += 1;
+    const requestId = `r${Date.now()}-${state.requestCounter}`;
+    const payload = { agent, message: text, thread_id: state.current, options };
+    if (send({ type: "start_agent", request_id: requestId, payload })) {
+      state.pending.set(requestId, text);
+      els.message.value = "";
+      els.message.focus();
+    }
+  }
+
+  function init() {
+    for (const agent of boot.agents) {
+      const option = el("option", null, agent.name);
+      option.value = agent.name;
+      option.title = agent.description;
+      option.selected = agent.name === boot.default_agent;
+      els.agent.append(option);
+    }
+    const syncOptions = () => { els.stepperOptions.hidden = els.agent.value !== "stepper"; };
+    els.agent.addEventListener("change", syncOptions);
+    syncOptions();
+    els.newPanel = el("div", "thread-panel empty");
+    els.newPanel.append(el("p", "hint", "Start a conversation: pick an agent and send a message."));
+    els.timeline.append(els.newPanel);
+    [...boot.threads].reverse().forEach(addThread);
+    els.form.addEventListener("submit", submit);
+    els.message.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey) submit(ev);
+    });
+    els.newThread.addEventListener("click", () => { selectThread(null); els.message.focus(); });
+    const fromHash = location.hash.slice(1);
+    selectThread(state.threads.has(fromHash) ? fromHash : (boot.threads[0] ? boot.threads[0].id : null));
+    connect();
+    // For tests and debugging: the page's view of the stream.
+    window.chatplatform = { state, connect: () => state.ws };
+  }
+
+  init();
+})();

@@ -1,0 +1,226 @@
+"""Every admin page, with the Django test client: lists, filters, detail pages, actions."""
+
+import pytest
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+
+from agents.control import CANCEL_RUN, END_SESSION
+from agents.models import Agent, AgentSession, Connection, Run, RunEvent, Thread
+from agents.services import event_record
+from realtime.groups import process_group
+from realtime.models import ApiToken
+from realtime.tokens import token_authenticate, token_issue
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client, seeded):
+    admin_user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def history(seeded):
+    user = get_user_model().objects.create_user("alice", password="pw")
+    session = AgentSession.objects.create(user=user, process="proc-a-1-aaaaaa")
+    Connection.objects.create(
+        id="c1", user=user, session=session, process="proc-a-1-aaaaaa", auth="cookie"
+    )
+    Connection.objects.create(
+        id="c2",
+        user=user,
+        session=session,
+        process="proc-a-1-aaaaaa",
+        auth="token",
+        closed_at=timezone.now(),
+    )
+    thread = Thread.objects.create(user=user, title="sums")
+    done = Run.objects.create(
+        user=user,
+        session=session,
+        agent=Agent.objects.get(name="triage"),
+        thread=thread,
+        message="calculate 6*7",
+        status="completed",
+        result="6*7 = 42",
+        process="proc-a-1-aaaaaa",
+    )
+    for kind, data in [
+        ("agent_started", {"message": "calculate 6*7"}),
+        (
+            "tool_executing",
+            {
+                "tool_name": "calculator",
+                "tool_call_id": "call_1",
+                "parameters": {"expression": "6*7"},
+            },
+        ),
+        ("agent_completed", {"status": "completed", "result": "6*7 = 42", "duration_ms": 5}),
+    ]:
+        event_record(user_id=user.pk, run_id=str(done.pk), event_type=kind, data=data)
+    going = Run.objects.create(
+        user=user,
+        session=session,
+        agent=Agent.objects.get(name="stepper"),
+        thread=thread,
+        message="go",
+        status="running",
+        process="proc-a-1-aaaaaa",
+    )
+    return {"user": user, "session": session, "done": done, "going": going}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "agent",
+        "agentsession",
+        "run",
+        "runevent",
+        "thread",
+        "connection",
+        "workerprocess",
+        "knowledgearticle",
+    ],
+)
+def test_changelists_render(staff_client, history, name):
+    response = staff_client.get(reverse(f"admin:agents_{name}_changelist"))
+    assert response.status_code == 200
+
+
+def test_token_changelist_renders_without_secrets(staff_client, history):
+    raw = token_issue(user=history["user"], days=1)
+    response = staff_client.get(reverse("admin:realtime_apitoken_changelist"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert raw[:10] in body and raw not in body
+    assert ApiToken.objects.get().digest not in body
+
+
+def test_run_page_shows_events_inline_in_seq_order_read_only(staff_client, history):
+    response = staff_client.get(reverse("admin:agents_run_change", args=[history["done"].pk]))
+    assert response.status_code == 200
+    body = response.content.decode()
+    started, executing, completed = (
+        body.index(t) for t in ("agent_started", "tool_executing", "agent_completed")
+    )
+    assert started < executing < completed
+    assert "&quot;expression&quot;: &quot;6*7&quot;" in body  # pretty JSON
+    assert 'name="_save"' not in body  # nothing to save: history is read-only
+    assert (
+        staff_client.post(
+            reverse("admin:agents_run_change", args=[history["done"].pk]), {}
+        ).status_code
+        == 403
+    )
+
+
+def test_run_filters(staff_client, history):
+    url = reverse("admin:agents_run_changelist")
+    assert (
+        str(history["going"].pk)
+        in staff_client.get(url, {"status__exact": "running"}).content.decode()
+    )
+    assert (
+        str(history["done"].pk)
+        not in staff_client.get(url, {"status__exact": "running"}).content.decode()
+    )
+    by_agent = staff_client.get(
+        url, {"agent__id__exact": Agent.objects.get(name="triage").pk}
+    ).content.decode()
+    assert str(history["done"].pk) in by_agent and str(history["going"].pk) not in by_agent
+    assert staff_client.get(url, {"created_at__year": timezone.now().year}).status_code == 200
+
+
+def test_history_cannot_be_added_or_deleted(staff_client, history):
+    assert staff_client.get(reverse("admin:agents_runevent_add")).status_code == 403
+    assert staff_client.get(reverse("admin:agents_run_add")).status_code == 403
+    event = RunEvent.objects.first()
+    assert (
+        staff_client.get(reverse("admin:agents_runevent_delete", args=[event.pk])).status_code
+        == 403
+    )
+    page = staff_client.get(
+        reverse("admin:agents_runevent_change", args=[event.pk])
+    ).content.decode()
+    assert 'name="_save"' not in page
+
+
+def test_session_list_counts_runs_and_live_connections_and_searches(staff_client, history):
+    url = reverse("admin:agents_agentsession_changelist")
+    body = staff_client.get(url, {"q": "alice"}).content.decode()
+    assert '<td class="field-run_count">2</td>' in body
+    assert '<td class="field-live_connections">1</td>' in body
+    assert (
+        "alice"
+        not in staff_client.get(url, {"q": "nobody"}).content.decode().split("result_list")[-1]
+    )
+
+
+def test_end_session_action_uses_the_service_and_tells_the_process(staff_client, history):
+    layer = get_channel_layer()
+    from asgiref.sync import async_to_sync
+
+    listener = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(process_group("proc-a-1-aaaaaa"), listener)
+    response = staff_client.post(
+        reverse("admin:agents_agentsession_changelist"),
+        {"action": "end_sessions", "_selected_action": [history["session"].pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    history["session"].refresh_from_db()
+    assert history["session"].status == "ended" and history["session"].ended_at is not None
+    message = async_to_sync(layer.receive)(listener)
+    assert message == {
+        "type": END_SESSION,
+        "user_id": history["user"].pk,
+        "session_id": history["session"].pk,
+    }
+
+
+def test_cancel_runs_action_asks_only_running_runs(staff_client, history):
+    from asgiref.sync import async_to_sync
+
+    layer = get_channel_layer()
+    listener = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(process_group("proc-a-1-aaaaaa"), listener)
+    response = staff_client.post(
+        reverse("admin:agents_run_changelist"),
+        {"action": "cancel_runs", "_selected_action": [history["done"].pk, history["going"].pk]},
+        follow=True,
+    )
+    assert "cancel requested for 1 running runs" in response.content.decode().lower()
+    message = async_to_sync(layer.receive)(listener)
+    assert message["type"] == CANCEL_RUN and message["run_id"] == str(history["going"].pk)
+
+
+def test_agent_is_editable_and_actions_toggle_it(staff_client, history):
+    agent = Agent.objects.get(name="stepper")
+    page = staff_client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content.decode()
+    assert 'name="_save"' in page and 'name="allowed_tools"' in page
+    staff_client.post(
+        reverse("admin:agents_agent_changelist"),
+        {"action": "disable", "_selected_action": [agent.pk]},
+    )
+    agent.refresh_from_db()
+    assert agent.enabled is False
+
+
+def test_revoke_token_action(staff_client, history):
+    raw = token_issue(user=history["user"], days=1)
+    token = ApiToken.objects.get()
+    staff_client.post(
+        reverse("admin:realtime_apitoken_changelist"),
+        {"action": "revoke", "_selected_action": [token.pk]},
+    )
+    assert token_authenticate(raw) is None
+
+
+def test_admin_requires_staff(client, history):
+    client.force_login(history["user"])
+    assert client.get(reverse("admin:agents_run_changelist")).status_code == 302
