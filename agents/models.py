@@ -137,7 +137,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.agent_id}:{self.id}"
+        return f"Run {str(self.id)[:8]} ({self.status})"
 
 
 class UserEventCounter(models.Model):
@@ -190,6 +190,7 @@ class WorkerProcess(models.Model):
 
     class Meta:
         ordering = ["-last_beat_at"]
+        verbose_name_plural = "worker processes"
 
     def __str__(self) -> str:
         return self.name
