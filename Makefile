@@ -25,11 +25,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The whole suite again with PostgreSQL as the database (CI runs this too).
+# The in-process suite again with PostgreSQL as the database (CI runs this too);
+# end-to-end tests pick their database themselves and already cover PostgreSQL.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 test-postgres: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest -p no:cacheprovider \
-		--ignore=tests/test_e2e.py --ignore=tests/test_postgres.py $(PYTEST_ARGS)
+		-m "not e2e and not postgres" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
