@@ -16,6 +16,7 @@ from agents.ratelimit import TokenBucket
 from agents.services import session_end, session_open
 from agents.session import UserAgentSession
 from realtime.emitter import EventEmitter
+from realtime.metrics import SESSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class AgentRegistry:
             if session is None:
                 session = await self._factory(uid)
                 self._sessions[uid] = session
+                SESSIONS.inc()
                 logger.info(
                     "agent session created user_id=%s session_id=%s", uid, session.session_id
                 )
@@ -95,6 +97,7 @@ class AgentRegistry:
         if session.active_run_ids() and not cancel_runs:
             return False
         self._sessions.pop(uid, None)
+        SESSIONS.dec()
         await session.close(reason="session ended")
         await database_sync_to_async(session_end)(session_id=session.session_id)
         return True

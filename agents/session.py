@@ -28,6 +28,7 @@ from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import run_create, run_finish, run_mark_running, session_touch
 from realtime.emitter import EventEmitter, RunRef
+from realtime.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ class UserAgentSession:
             )
             active = ActiveRun(ref=ref, message=message, agent=agent, context=context)
             self._runs[ref.run_id] = active
+            RUNS_STARTED.inc()
+            RUNS_ACTIVE.inc()
             task = asyncio.create_task(self._drive(active, previous), name=f"run-{ref.run_id}")
             active.task = task
             self._thread_tail[ref.thread_id] = task
@@ -281,7 +284,12 @@ class UserAgentSession:
             except TimeoutError:
                 await self._end_failed(active, "timeout", "the run took too long")
             except Exception as exc:
-                logger.exception("run failed user_id=%s run_id=%s", self.user_id, ref.run_id)
+                logger.exception(
+                    "run failed user_id=%s run_id=%s",
+                    self.user_id,
+                    ref.run_id,
+                    extra={"user_id": self.user_id, "run_id": ref.run_id},
+                )
                 await self._end_failed(active, "agent_failed", str(exc)[:500] or type(exc).__name__)
             else:
                 await self._end_completed(active, result)
@@ -293,6 +301,7 @@ class UserAgentSession:
             )
         finally:
             self._runs.pop(ref.run_id, None)
+            RUNS_ACTIVE.dec()
             if self._thread_tail.get(ref.thread_id) is asyncio.current_task():
                 del self._thread_tail[ref.thread_id]
 
@@ -312,6 +321,7 @@ class UserAgentSession:
         await database_sync_to_async(run_finish)(
             run_id=active.ref.run_id, status=Run.Status.COMPLETED, result=str(result)
         )
+        RUNS_FINISHED.labels(Run.Status.COMPLETED).inc()
 
     async def _end_failed(
         self, active: ActiveRun, code: str, message: str, status: str = Run.Status.FAILED
@@ -327,6 +337,7 @@ class UserAgentSession:
             error_code=code,
             error_message=message,
         )
+        RUNS_FINISHED.labels(status).inc()
 
     async def _end_cancelled(self, active: ActiveRun) -> None:
         # A run cancelled while queued still tells its story: started, then cancelled.
@@ -339,6 +350,7 @@ class UserAgentSession:
             error_code="cancelled",
             error_message=active.cancel_reason,
         )
+        RUNS_FINISHED.labels(Run.Status.CANCELLED).inc()
 
     async def record_seen(self) -> None:
         """Store the last-seen time of this session."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from agents.services import (
 )
 from realtime.emitter import RunRef
 from realtime.groups import process_group
+from realtime.metrics import RUNS_FINISHED
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +50,13 @@ class ProcessLifecycle:
             if self.started:
                 return
             self.started = True
-            await database_sync_to_async(process_beat)()
-            await self.sweep_orphans()
+            try:
+                await database_sync_to_async(process_beat)()
+                await self.sweep_orphans()
+            except Exception:
+                # A database that is down at start must not stop us serving /healthz
+                # and /readyz (which reports it); the heartbeat loop keeps trying.
+                logger.exception("process start-up housekeeping failed; will retry")
             self._tasks = [
                 asyncio.create_task(self._heartbeat_loop(), name="process-heartbeat"),
                 asyncio.create_task(self._control_loop(), name="process-control"),
@@ -66,6 +73,7 @@ class ProcessLifecycle:
         ended = 0
         for run in runs:
             if await self._interrupt_orphan(run):
+                RUNS_FINISHED.labels(Run.Status.INTERRUPTED).inc()
                 ended += 1
         if ended:
             logger.warning("interrupted %s runs left by stopped processes", ended)
@@ -136,6 +144,10 @@ class ProcessLifecycle:
         for task in self._tasks:
             task.cancel()
         await database_sync_to_async(process_stop)()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
 
 def hook_twisted_shutdown(lifecycle: ProcessLifecycle) -> None:

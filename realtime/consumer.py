@@ -1,6 +1,7 @@
 """The WebSocket consumer at /ws/agents/: speaks the protocol, holds no business logic."""
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,10 +16,10 @@ from agents.registry import get_registry
 from agents.selectors import user_last_seq
 from agents.services import connection_close, connection_open
 from agents.session import UserAgentSession
+from realtime import metrics
 from realtime.auth import bearer_token
 from realtime.emitter import encode_frame, iso_utc
 from realtime.groups import user_group
-from realtime.metrics import metrics
 from realtime.protocol import (
     Frame,
     ProtocolError,
@@ -70,7 +71,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.joined = True
         self.session.attach()
-        metrics.inc("connections_opened")
+        metrics.CONNECTIONS_OPENED.inc()
+        metrics.CONNECTIONS_OPEN.inc()
         await database_sync_to_async(connection_open)(
             connection_id=self.connection_id,
             user_id=self.user_id,
@@ -78,6 +80,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
             auth="token" if bearer_token(self.scope) is not None else "cookie",
         )
         await self.accept()
+        logger.info(
+            "socket connected user_id=%s connection_id=%s",
+            self.user_id,
+            self.connection_id,
+            extra={"user_id": self.user_id, "connection_id": self.connection_id},
+        )
         last_seq = await database_sync_to_async(user_last_seq)(user_id=self.user_id)
         # The seq this socket sends next: its stream is gapless and increasing from here.
         self.next_seq = last_seq + 1
@@ -97,7 +105,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.session.detach()
             self.joined = False
-            metrics.inc("connections_closed")
+            metrics.CONNECTIONS_OPEN.dec()
+            logger.info(
+                "socket closed user_id=%s connection_id=%s code=%s",
+                self.user_id,
+                self.connection_id,
+                code,
+                extra={"user_id": self.user_id, "connection_id": self.connection_id},
+            )
             await database_sync_to_async(connection_close)(connection_id=self.connection_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -114,7 +129,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 else len(text_data.encode())
             )
         if size > settings.WS_MAX_FRAME_BYTES:
-            metrics.inc("frames_too_large")
+            metrics.FRAMES_TOO_LARGE.inc()
             await self.close(code=CLOSE_MESSAGE_TOO_BIG)
             return
         request_id = None
@@ -171,7 +186,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             count += 1
         # Live copies of what was just replayed may still be queued: they are skipped.
         self.next_seq = max(self.next_seq, last + 1)
-        metrics.inc("replayed_events", count)
+        metrics.REPLAYS.inc()
+        metrics.REPLAYED_EVENTS.inc(count)
         await self.send_frame(
             {
                 "type": "resume_complete",
@@ -204,18 +220,19 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self._fill_gap(through_seq=seq - 1)
         await self.send(text_data=message["text"])
         self.next_seq = seq + 1
-        metrics.inc("events_delivered")
+        metrics.EVENTS_DELIVERED.inc()
+        metrics.EMIT_TO_SOCKET.observe(max(0.0, time.time() - message.get("t", time.time())))
 
     async def _fill_gap(self, *, through_seq: int) -> None:
         # An event is stored before any later seq can be given out, so what is
         # missing here (published by another process out of order, or lost while
         # the layer was down) is already in the database.
-        metrics.inc("gap_fills")
+        metrics.GAP_FILLS.inc()
         replay = Replay(user_id=self.user_id, after_seq=self.next_seq - 1, through_seq=through_seq)
         async for seq, text in replay.frames():
             await self.send(text_data=text)
             self.next_seq = seq + 1
-            metrics.inc("events_gap_filled")
+            metrics.EVENTS_GAP_FILLED.inc()
 
     async def send_frame(self, payload: dict[str, Any]) -> None:
         """Send one JSON frame."""
@@ -225,7 +242,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self, request_id: str | None, code: str, message: str, **extra: Any
     ) -> None:
         """Send an error frame; the connection stays open."""
-        metrics.inc(f"errors.{code}")
+        metrics.PROTOCOL_ERRORS.labels(code).inc()
         await self.send_frame(
             {
                 "type": "error",

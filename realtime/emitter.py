@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from channels.layers import BaseChannelLayer
 
 from agents.services import event_record
 from realtime.groups import user_group
-from realtime.metrics import metrics
+from realtime.metrics import DELIVERY_FAILURES, EVENTS_EMITTED
 from realtime.schema import clean_event_data
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,14 @@ class EventEmitter:
 
     async def emit(self, run: RunRef, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
         """Store the event, send it to every socket of the user, and return its envelope."""
+        called_at = time.time()
         cleaned = clean_event_data(event_type, data)
         # Shielded: a run cancelled mid-emit must not leave an event stored but unsent.
-        return await asyncio.shield(self._emit(run, event_type, cleaned))
+        return await asyncio.shield(self._emit(run, event_type, cleaned, called_at))
 
-    async def _emit(self, run: RunRef, event_type: str, cleaned: dict[str, Any]) -> dict[str, Any]:
+    async def _emit(
+        self, run: RunRef, event_type: str, cleaned: dict[str, Any], called_at: float
+    ) -> dict[str, Any]:
         async with self._lock:
             seq, created_at = await database_sync_to_async(event_record)(
                 user_id=self.user_id, run_id=run.run_id, event_type=event_type, data=cleaned
@@ -72,20 +76,21 @@ class EventEmitter:
                 "timestamp": iso_utc(created_at),
                 "data": cleaned,
             }
-            metrics.inc(f"events_emitted.{event_type}")
-            await self._deliver(seq, encode_frame(envelope))
+            EVENTS_EMITTED.labels(event_type).inc()
+            await self._deliver(seq, encode_frame(envelope), called_at)
         return envelope
 
-    async def _deliver(self, seq: int, text: str) -> None:
-        message = {"type": EVENT_MESSAGE_TYPE, "seq": seq, "text": text}
+    async def _deliver(self, seq: int, text: str, called_at: float) -> None:
+        message = {"type": EVENT_MESSAGE_TYPE, "seq": seq, "text": text, "t": called_at}
         try:
             await self.channel_layer.group_send(self.group, message)
         except Exception:
             # The event is stored: a client that resumes still gets it. Say so loudly.
-            metrics.inc("delivery_failures")
+            DELIVERY_FAILURES.inc()
             logger.exception(
                 "live delivery failed user_id=%s seq=%s group=%s; event kept for resume",
                 self.user_id,
                 seq,
                 self.group,
+                extra={"user_id": self.user_id, "seq": seq},
             )

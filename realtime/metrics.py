@@ -1,30 +1,43 @@
-"""In-process counters of the live event path."""
+"""Prometheus metrics of the live event path (multiprocess-safe via PROMETHEUS_MULTIPROC_DIR)."""
 
-import threading
-from collections import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
-
-class Metrics:
-    """Thread-safe named counters (events by type, delivery failures, ...)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-
-    def inc(self, name: str, amount: int = 1) -> None:
-        """Add `amount` to the counter `name`."""
-        with self._lock:
-            self._counts[name] += amount
-
-    def get(self, name: str) -> int:
-        """Return the value of counter `name`."""
-        with self._lock:
-            return self._counts[name]
-
-    def snapshot(self) -> dict[str, int]:
-        """Return a copy of every counter."""
-        with self._lock:
-            return dict(self._counts)
-
-
-metrics = Metrics()
+CONNECTIONS_OPEN = Gauge(
+    "chatplatform_connections_open", "WebSockets open now", multiprocess_mode="livesum"
+)
+CONNECTIONS_OPENED = Counter("chatplatform_connections_opened_total", "WebSockets accepted")
+SESSIONS = Gauge(
+    "chatplatform_sessions", "User agent sessions held in memory", multiprocess_mode="livesum"
+)
+RUNS_ACTIVE = Gauge(
+    "chatplatform_runs_active", "Runs queued or running", multiprocess_mode="livesum"
+)
+RUNS_STARTED = Counter("chatplatform_runs_started_total", "Runs accepted")
+RUNS_FINISHED = Counter("chatplatform_runs_finished_total", "Runs ended, by status", ["status"])
+EVENTS_EMITTED = Counter(
+    "chatplatform_events_emitted_total", "Agent events stored and published, by type", ["type"]
+)
+EVENTS_DELIVERED = Counter("chatplatform_events_delivered_total", "Agent events sent to sockets")
+DELIVERY_FAILURES = Counter(
+    "chatplatform_delivery_failures_total",
+    "Events stored but not published to the channel layer (clients get them by resume)",
+)
+GAP_FILLS = Counter(
+    "chatplatform_gap_fills_total", "Times a socket's stream had a hole filled from storage"
+)
+EVENTS_GAP_FILLED = Counter(
+    "chatplatform_events_gap_filled_total", "Events sent to a socket from storage to fill a hole"
+)
+REPLAYS = Counter("chatplatform_replays_total", "resume requests served")
+REPLAYED_EVENTS = Counter("chatplatform_replayed_events_total", "Events sent by resume")
+PROTOCOL_ERRORS = Counter(
+    "chatplatform_protocol_errors_total", "Error frames sent to clients, by code", ["code"]
+)
+FRAMES_TOO_LARGE = Counter(
+    "chatplatform_frames_too_large_total", "Sockets closed (1009) for an oversized frame"
+)
+EMIT_TO_SOCKET = Histogram(
+    "chatplatform_emit_to_socket_seconds",
+    "From the emitter being called to the event written to a socket",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

@@ -75,11 +75,17 @@ def postgres_env(admin_url: str, **overrides: str) -> Iterator[dict[str, str]]:
 class Daphne:
     """A daphne process serving chatplatform.asgi:application on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
         self.env = env
+        self.args = args
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        """Return the base HTTP URL."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:

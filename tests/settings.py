@@ -34,3 +34,5 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = tempfile.mkdtemp(prefix="chatplatform-static-")
+LOG_FORMAT = "plain"
+LOGGING["handlers"]["console"]["formatter"] = "plain"  # noqa: F405

@@ -8,10 +8,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from prometheus_client import REGISTRY
 
 from agents.models import Agent, Run, RunEvent, Thread
 from realtime.emitter import EVENT_MESSAGE_TYPE, EventEmitter, RunRef
-from realtime.metrics import metrics
 from tests.conftest import connect_user
 from tests.services import free_port, require_redis
 
@@ -70,10 +70,10 @@ async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user,
         hosts=[{"address": f"redis://127.0.0.1:{free_port()}", "socket_connect_timeout": 1}]
     )
     emitter = EventEmitter(user_id=user.pk, channel_layer=dead)
-    before = metrics.get("delivery_failures")
+    before = REGISTRY.get_sample_value("chatplatform_delivery_failures_total")
     with caplog.at_level(logging.ERROR, logger="realtime.emitter"):
         envelope = await emitter.emit(ref, "partial_result", {"delta": "kept"})
-    assert metrics.get("delivery_failures") == before + 1
+    assert REGISTRY.get_sample_value("chatplatform_delivery_failures_total") == before + 1
     assert any(
         "live delivery failed" in r.getMessage() and f"seq={envelope['seq']}" in r.getMessage()
         for r in caplog.records

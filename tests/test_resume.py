@@ -188,8 +188,9 @@ async def test_run_outlives_its_sockets_and_the_user_catches_up(amake_user, regi
 
 
 async def test_events_missing_from_the_live_stream_are_filled_from_storage(amake_user, registry):
+    from prometheus_client import REGISTRY
+
     from agents.services import event_record
-    from realtime.metrics import metrics
 
     user = await amake_user()
     session = await registry.get_user_session(user.pk)
@@ -201,10 +202,10 @@ async def test_events_missing_from_the_live_stream_are_filled_from_storage(amake
         await database_sync_to_async(event_record)(
             user_id=user.pk, run_id=ref.run_id, event_type="partial_result", data={"delta": delta}
         )
-    before = metrics.get("gap_fills")
+    before = REGISTRY.get_sample_value("chatplatform_gap_fills_total")
     await session.emitter.emit(ref, "partial_result", {"delta": "d"})
     frames = [await comm.receive_json_from(timeout=5) for _ in range(4)]
     assert [f["data"]["delta"] for f in frames] == ["a", "b", "c", "d"]
     assert [f["seq"] for f in frames] == list(range(hello["last_seq"] + 1, hello["last_seq"] + 5))
-    assert metrics.get("gap_fills") == before + 1
+    assert REGISTRY.get_sample_value("chatplatform_gap_fills_total") == before + 1
     await comm.disconnect()
