@@ -103,6 +103,7 @@ class Daphne:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *self.args,
                 "chatplatform.asgi:application",
             ],
             cwd=ROOT,
