@@ -12,9 +12,10 @@ TERMINAL = {"agent_completed", "agent_error", "agent_cancelled"}
 class AgentClient:
     """Keeps the events it accepted (seq > last seen) across reconnects."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, ssl: Any = None) -> None:
         self.url = url
         self.token = token
+        self.ssl = ssl
         self.last_seq = 0
         self.events: list[dict[str, Any]] = []
         self.ws: Any = None
@@ -27,6 +28,7 @@ class AgentClient:
             additional_headers={"Authorization": f"Bearer {self.token}"},
             open_timeout=10,
             max_size=2**24,
+            **({"ssl": self.ssl} if self.ssl is not None else {}),
         )
         self.hello = await self.recv()
         assert self.hello["type"] == "connection_established", self.hello
