@@ -85,7 +85,7 @@ async def test_a_dead_pid_on_this_host_is_detected_without_waiting(amake_user, r
     import subprocess
 
     # the pid of a process that has exited
-    done = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)  # noqa: ASYNC221
+    done = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
     run = await orphan_run(
         user, process="this-host-dead", beat_age=0, pid=int(done.stdout), host=HOST
     )
