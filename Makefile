@@ -44,6 +44,8 @@ format: install
 bench: install
 	$(BIN)/python bench/latency_calculate.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/layers.py
+	$(BIN)/python bench/idle_connections.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -209,3 +209,14 @@ async def test_events_missing_from_the_live_stream_are_filled_from_storage(amake
     assert [f["seq"] for f in frames] == list(range(hello["last_seq"] + 1, hello["last_seq"] + 5))
     assert REGISTRY.get_sample_value("chatplatform_gap_fills_total") == before + 1
     await comm.disconnect()
+
+
+def test_prune_events_command(seeded, capsys):
+    from django.core.management import call_command
+
+    call_command("prune_events", "--older-than", "30")
+    assert capsys.readouterr().out.strip() == "deleted 0 events older than 30 days"
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("prune_events", "--older-than", "-1")
