@@ -90,7 +90,8 @@ def main() -> None:
                 f"{machine()}. Bearer-token sockets of {len(tokens)} users, opened in batches "
                 f"of {BATCH} from a separate process; RSS read from /proc.",
                 "",
-                "| sockets asked | sockets held | RSS before MiB | RSS with sockets MiB | KiB per socket | seconds to open |",
+                "| sockets asked | sockets held | RSS before MiB | RSS with sockets MiB "
+                "| KiB per socket | seconds to open |",
                 "|---|---|---|---|---|---|",
                 f"| {args.connections} | {alive} | {before / 1024:.1f} | {held / 1024:.1f} | "
                 f"{per_socket:.1f} | {elapsed:.1f} |",
