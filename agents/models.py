@@ -178,6 +178,22 @@ class RunEvent(models.Model):
         return f"{self.seq} {self.type}"
 
 
+class StartBucket(models.Model):
+    """A user's token bucket for starting runs, shared by every process through the database."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="agent_start_bucket",
+    )
+    tokens = models.FloatField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.tokens:.2f}"
+
+
 class WorkerProcess(models.Model):
     """A server process; its heartbeat tells whether its runs are still looked after."""
 

@@ -12,7 +12,6 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from agents.ratelimit import TokenBucket
 from agents.services import session_end, session_open
 from agents.session import UserAgentSession
 from realtime.emitter import EventEmitter
@@ -47,9 +46,6 @@ async def build_user_session(user_id: int) -> UserAgentSession:
         session_id=row.pk,
         emitter=emitter,
         max_concurrent_runs=settings.AGENT_MAX_CONCURRENT_RUNS,
-        start_bucket=TokenBucket(
-            rate=settings.WS_START_RATE_PER_SECOND, burst=settings.WS_START_RATE_BURST
-        ),
     )
 
 

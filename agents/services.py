@@ -19,6 +19,7 @@ from agents.models import (
     Connection,
     Run,
     RunEvent,
+    StartBucket,
     Thread,
     UserEventCounter,
     WorkerProcess,
@@ -233,3 +234,57 @@ def connections_close_orphaned(*, live_processes: set[str]) -> int:
         .exclude(process__in=live_processes)
         .update(closed_at=timezone.now())
     )
+
+
+def start_token_take(*, user_id: int, rate: float, burst: int) -> float:
+    """Take a token from the user's shared start bucket; 0 if taken, else seconds to wait."""
+    now = timezone.now()
+    with transaction.atomic():
+        bucket = StartBucket.objects.select_for_update().filter(user_id=user_id).first()
+        if bucket is None:
+            bucket, _ = StartBucket.objects.get_or_create(
+                user_id=user_id, defaults={"tokens": float(burst), "updated_at": now}
+            )
+            bucket = StartBucket.objects.select_for_update().get(user_id=user_id)
+        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+        tokens = min(float(burst), bucket.tokens + elapsed * rate)
+        if tokens >= 1:
+            StartBucket.objects.filter(user_id=user_id).update(tokens=tokens - 1, updated_at=now)
+            return 0.0
+        StartBucket.objects.filter(user_id=user_id).update(tokens=tokens, updated_at=now)
+        return float("inf") if rate <= 0 else (1 - tokens) / rate
+
+
+def runs_active_count(*, user_id: int, exclude: list[str]) -> int:
+    """Count the user's queued or running runs in any process, leaving out `exclude`."""
+    return (
+        Run.objects.filter(user_id=user_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING))
+        .exclude(pk__in=exclude)
+        .count()
+    )
+
+
+def run_active_in_thread(*, user_id: int, thread_id: str, exclude: list[str]) -> Run | None:
+    """Return a queued or running run of the user's thread not in `exclude`, if any."""
+    return (
+        Run.objects.filter(
+            user_id=user_id,
+            thread_id=thread_id,
+            status__in=(Run.Status.QUEUED, Run.Status.RUNNING),
+        )
+        .exclude(pk__in=exclude)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def run_is_active(*, run_id: str) -> bool:
+    """Tell whether a run is still queued or running."""
+    return Run.objects.filter(
+        pk=run_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING)
+    ).exists()
+
+
+def connections_open_count(*, user_id: int) -> int:
+    """Count the user's open sockets in every process."""
+    return Connection.objects.filter(user_id=user_id, closed_at__isnull=True).count()

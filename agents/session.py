@@ -22,11 +22,19 @@ from agents.errors import (
     TooManyRuns,
 )
 from agents.models import Run
-from agents.ratelimit import TokenBucket
 from agents.runtime.base import Agent, AgentDefinition, RunContext, load_agent_class
 from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, run_get_active
-from agents.services import run_create, run_finish, run_mark_running, session_touch
+from agents.services import (
+    run_active_in_thread,
+    run_create,
+    run_finish,
+    run_is_active,
+    run_mark_running,
+    runs_active_count,
+    session_touch,
+    start_token_take,
+)
 from realtime.emitter import EventEmitter, RunRef
 from realtime.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
 
@@ -34,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 OnBusy = Literal["enqueue", "interrupt", "reject"]
 ON_BUSY_CHOICES: tuple[str, ...] = ("enqueue", "interrupt", "reject")
+INTERRUPT_REASON = "interrupted by a newer message"
+REMOTE_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -53,6 +63,15 @@ class ActiveRun:
     # process is shutting down): they end with different events and statuses.
     cancel_outcome: str = "cancelled"
     started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admitting a new run found: the runs it waits for or interrupts."""
+
+    previous: asyncio.Task[None] | None
+    remote: Run | None
+    interrupted: list[ActiveRun]
 
 
 def _definition_from_row(row: Any) -> AgentDefinition:
@@ -85,7 +104,6 @@ class UserAgentSession:
         session_id: int,
         emitter: EventEmitter,
         max_concurrent_runs: int,
-        start_bucket: TokenBucket,
     ) -> None:
         if not isinstance(emitter, EventEmitter):
             raise TypeError("a UserAgentSession is always built with its EventEmitter")
@@ -93,7 +111,6 @@ class UserAgentSession:
         self.session_id = session_id
         self._emitter = emitter
         self.max_concurrent_runs = max_concurrent_runs
-        self._start_bucket = start_bucket
         self._runs: dict[str, ActiveRun] = {}
         self._thread_tail: dict[str, asyncio.Task[None]] = {}
         self._start_lock = asyncio.Lock()
@@ -149,19 +166,7 @@ class UserAgentSession:
         clean_options = agent_cls.clean_options(dict(options or {}))
         self.touch()
         async with self._start_lock:
-            previous = self._thread_tail.get(thread_id) if thread_id else None
-            if previous is not None and previous.done():
-                previous = None
-            if previous is not None and on_busy == "reject":
-                raise ThreadBusy("this thread has a run in progress")
-            interrupted = self._runs_in_thread(thread_id) if on_busy == "interrupt" else []
-            if len(self._runs) - len(interrupted) >= self.max_concurrent_runs:
-                raise TooManyRuns(
-                    f"at most {self.max_concurrent_runs} runs at once; stop one or wait"
-                )
-            retry_after = self._start_bucket.take()
-            if retry_after:
-                raise RateLimited("starting runs too fast", retry_after=round(retry_after, 3))
+            admission = await self._admit(thread_id, on_busy)
             run = await database_sync_to_async(run_create)(
                 user_id=self.user_id,
                 session_id=self.session_id,
@@ -172,8 +177,16 @@ class UserAgentSession:
                 request_id=request_id,
             )
             ref = RunRef(run_id=str(run.id), thread_id=str(run.thread_id), agent_name=row.name)
-            for active in interrupted:
-                self._cancel(active, "interrupted by a newer message")
+            for active in admission.interrupted:
+                self._cancel(active, INTERRUPT_REASON)
+            if admission.remote is not None and on_busy == "interrupt":
+                await request_run_cancel(
+                    self._emitter.channel_layer,
+                    process=admission.remote.process,
+                    run_id=str(admission.remote.pk),
+                    user_id=self.user_id,
+                    reason=INTERRUPT_REASON,
+                )
             agent = agent_cls(definition=definition)
             context = RunContext(
                 ref=ref,
@@ -191,10 +204,43 @@ class UserAgentSession:
             self._runs[ref.run_id] = active
             RUNS_STARTED.inc()
             RUNS_ACTIVE.inc()
-            task = asyncio.create_task(self._drive(active, previous), name=f"run-{ref.run_id}")
+            remote_id = str(admission.remote.pk) if admission.remote is not None else None
+            task = asyncio.create_task(
+                self._drive(active, admission.previous, remote_id), name=f"run-{ref.run_id}"
+            )
             active.task = task
             self._thread_tail[ref.thread_id] = task
         return ref
+
+    async def _admit(self, thread_id: str | None, on_busy: str) -> Admission:
+        """Apply on_busy, the concurrent-run limit and the start rate, across processes."""
+        previous = self._thread_tail.get(thread_id) if thread_id else None
+        if previous is not None and previous.done():
+            previous = None
+        local = list(self._runs)
+        remote = None
+        if thread_id and previous is None:
+            # The thread's current run may be going in another process.
+            remote = await database_sync_to_async(run_active_in_thread)(
+                user_id=self.user_id, thread_id=thread_id, exclude=local
+            )
+        if (previous is not None or remote is not None) and on_busy == "reject":
+            raise ThreadBusy("this thread has a run in progress")
+        interrupted = self._runs_in_thread(thread_id) if on_busy == "interrupt" else []
+        leaving = [str(remote.pk)] if remote is not None and on_busy == "interrupt" else []
+        elsewhere = await database_sync_to_async(runs_active_count)(
+            user_id=self.user_id, exclude=local + leaving
+        )
+        if len(local) - len(interrupted) + elsewhere >= self.max_concurrent_runs:
+            raise TooManyRuns(f"at most {self.max_concurrent_runs} runs at once; stop one or wait")
+        retry_after = await database_sync_to_async(start_token_take)(
+            user_id=self.user_id,
+            rate=settings.WS_START_RATE_PER_SECOND,
+            burst=settings.WS_START_RATE_BURST,
+        )
+        if retry_after:
+            raise RateLimited("starting runs too fast", retry_after=round(retry_after, 3))
+        return Admission(previous=previous, remote=remote, interrupted=interrupted)
 
     async def cancel_run(self, run_id: str, *, reason: str = "stopped by user") -> None:
         """Cancel one of this user's queued or running runs; NotFound otherwise."""
@@ -259,7 +305,9 @@ class UserAgentSession:
         if active.entered and active.task is not None:
             active.task.cancel()
 
-    async def _drive(self, active: ActiveRun, previous: asyncio.Task[None] | None) -> None:
+    async def _drive(
+        self, active: ActiveRun, previous: asyncio.Task[None] | None, remote_id: str | None
+    ) -> None:
         ref = active.ref
         active.entered = True
         try:
@@ -268,6 +316,8 @@ class UserAgentSession:
                     raise asyncio.CancelledError
                 if previous is not None:
                     await asyncio.wait({previous})
+                if remote_id is not None:
+                    await self._wait_remote(remote_id)
                 await self._begin(active)
                 async with asyncio.timeout(active.agent.definition.max_run_seconds):
                     result = await active.agent.run(active.context)
@@ -304,6 +354,11 @@ class UserAgentSession:
             RUNS_ACTIVE.dec()
             if self._thread_tail.get(ref.thread_id) is asyncio.current_task():
                 del self._thread_tail[ref.thread_id]
+
+    async def _wait_remote(self, run_id: str) -> None:
+        # The run ahead in this thread is in another process: wait until it ends.
+        while await database_sync_to_async(run_is_active)(run_id=run_id):  # noqa: ASYNC110
+            await asyncio.sleep(REMOTE_POLL_SECONDS)
 
     async def _begin(self, active: ActiveRun) -> None:
         await database_sync_to_async(run_mark_running)(run_id=active.ref.run_id)

@@ -14,7 +14,7 @@ from django.conf import settings
 from agents.errors import ServiceError
 from agents.registry import get_registry
 from agents.selectors import user_last_seq
-from agents.services import connection_close, connection_open
+from agents.services import connection_close, connection_open, connections_open_count
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_POLICY_VIOLATION = 1008
 
 
 def server_time() -> str:
@@ -64,6 +65,16 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_SERVICE_RESTART)
             return
         self.user_id = int(user.pk)
+        open_now = await database_sync_to_async(connections_open_count)(user_id=self.user_id)
+        if open_now >= settings.WS_MAX_CONNECTIONS_PER_USER:
+            await self.accept()
+            await self.send_error(
+                None,
+                "rate_limited",
+                f"at most {settings.WS_MAX_CONNECTIONS_PER_USER} connections per user",
+            )
+            await self.close(code=CLOSE_POLICY_VIOLATION)
+            return
         self.connection_id = uuid.uuid4().hex
         self.session = await get_registry().get_user_session(self.user_id)
         self.group = user_group(self.user_id)

@@ -80,7 +80,7 @@ async def test_session_cannot_exist_without_an_emitter(amake_user):
     user = await amake_user()
     with pytest.raises(TypeError):
         UserAgentSession(  # type: ignore[call-arg]
-            user_id=user.pk, session_id=1, max_concurrent_runs=3, start_bucket=None
+            user_id=user.pk, session_id=1, max_concurrent_runs=3
         )
     with pytest.raises(TypeError):
         UserAgentSession(
@@ -88,7 +88,6 @@ async def test_session_cannot_exist_without_an_emitter(amake_user):
             session_id=1,
             emitter=None,  # type: ignore[arg-type]
             max_concurrent_runs=3,
-            start_bucket=None,  # type: ignore[arg-type]
         )
     # and there is no way to swap it in later
     assert UserAgentSession.emitter.fset is None
