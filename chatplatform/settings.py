@@ -64,10 +64,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production")
-    # A development key; production sets SECRET_KEY (see docs/operations.md).
-    SECRET_KEY = "dev-insecure-0b5f6c1e8a2d4f7e9c3b1a0d5e6f7a8b9c0d1e2f3a4b5c6d"
+    # A development key; production sets SECRET_KEY (docs/operations.md). Its
+    # "django-insecure-" prefix makes `check --deploy` flag it (security.W009).
+    SECRET_KEY = "django-insecure-0b5f6c1e8a2d4f7e9c3b1a0d5e6f7a8b9c0d1e2f3a4b5c6d"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -217,6 +216,16 @@ STORAGES = {
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (docs/deploy/).
 if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# HTTPS hardening for production (docs/security.md); all off by default for `make run`.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
