@@ -9,6 +9,7 @@ import websockets
 
 from tests.daphne import Daphne, manage, postgres_env, sqlite_env
 from tests.services import require_postgres, require_redis
+from tests.test_live_path import CALCULATE_TYPES
 
 pytestmark = pytest.mark.e2e
 
@@ -60,15 +61,7 @@ async def calculate_on_two_tabs(server, token):
             break
         replayed.append(frame)
     assert seen1 == seen2 == replayed
-    assert [e["type"] for e in seen1] == [
-        "agent_started",
-        "agent_thinking",
-        "tool_executing",
-        "tool_completed",
-        "agent_thinking",
-        "partial_result",
-        "agent_completed",
-    ]
+    assert [e["type"] for e in seen1] == CALCULATE_TYPES
     assert seen1[-1]["data"]["result"] == "6*7 = 42"
     await tab1.close()
     await tab2.close()
