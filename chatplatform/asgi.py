@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chatplatform.lifecycle import LifecycleMiddleware, get_lifecycle  # noqa: E402
+from realtime import backpressure  # noqa: E402
 from realtime.auth import websocket_stack  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -26,6 +27,10 @@ application = LifecycleMiddleware(
         }
     )
 )
+
+# Under daphne, bound what a client that stops reading can make us buffer.
+if "daphne.server" in sys.modules:
+    backpressure.install(settings.WS_MAX_OUTBOUND_BYTES)
 
 # Under daphne (Twisted, no ASGI lifespan), start as soon as the reactor runs, so
 # orphaned runs are ended and the heartbeat beats before the first request.

@@ -41,3 +41,7 @@ EMIT_TO_SOCKET = Histogram(
     "From the emitter being called to the event written to a socket",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+SLOW_CLIENTS_DROPPED = Counter(
+    "chatplatform_slow_clients_dropped_total",
+    "Sockets aborted because the client stopped reading (outbound buffer over its bound)",
+)
