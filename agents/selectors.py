@@ -89,3 +89,24 @@ def agents_enabled() -> list[dict[str, str]]:
         {"name": a.name, "description": a.description}
         for a in Agent.objects.filter(enabled=True).order_by("name")
     ]
+
+
+def thread_history(
+    *, thread_id: str, before_run_id: str, budget_chars: int
+) -> list[dict[str, str]]:
+    """Return the thread's earlier exchanges as chat messages, newest kept within the budget."""
+    runs = (
+        Run.objects.filter(thread_id=thread_id, status=Run.Status.COMPLETED)
+        .exclude(pk=before_run_id)
+        .order_by("-created_at")
+        .values_list("message", "result")
+    )
+    kept: list[dict[str, str]] = []
+    used = 0
+    for message, result in runs[:100]:
+        cost = len(message) + len(result)
+        if used + cost > budget_chars:
+            break
+        kept[:0] = [{"role": "user", "content": message}, {"role": "assistant", "content": result}]
+        used += cost
+    return kept

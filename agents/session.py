@@ -22,7 +22,13 @@ from agents.errors import (
     TooManyRuns,
 )
 from agents.models import Run
-from agents.runtime.base import Agent, AgentDefinition, RunContext, load_agent_class
+from agents.runtime.base import (
+    Agent,
+    AgentDefinition,
+    AgentFailure,
+    RunContext,
+    load_agent_class,
+)
 from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import (
@@ -333,6 +339,8 @@ class UserAgentSession:
                     await self._end_cancelled(active)
             except TimeoutError:
                 await self._end_failed(active, "timeout", "the run took too long")
+            except AgentFailure as failure:
+                await self._end_failed(active, failure.code, failure.message[:500])
             except Exception as exc:
                 logger.exception(
                     "run failed user_id=%s run_id=%s",

@@ -251,6 +251,18 @@ PROCESS_SWEEP_SECONDS = env_float("PROCESS_SWEEP_SECONDS", 15.0)
 AGENT_SHUTDOWN_GRACE_SECONDS = env_float("AGENT_SHUTDOWN_GRACE_SECONDS", 10.0)
 SESSION_IDLE_TTL_SECONDS = env_float("SESSION_IDLE_TTL_SECONDS", 1800.0)
 
+# The OpenAI-compatible `llm` agent (docs/llm.md); an Agent row's config may override
+# base_url, model, system_prompt and api_key_env (the NAME of a variable holding the key).
+LLM_BASE_URL = env_str("LLM_BASE_URL", "https://api.openai.com/v1")
+LLM_API_KEY = env_str("LLM_API_KEY", "")
+LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini")
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 60.0)
+LLM_MAX_TOOL_ROUNDS = env_int("LLM_MAX_TOOL_ROUNDS", 4)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2)
+LLM_MAX_RETRY_WAIT_SECONDS = env_float("LLM_MAX_RETRY_WAIT_SECONDS", 20.0)
+LLM_CONTEXT_CHARS = env_int("LLM_CONTEXT_CHARS", 12000)
+LLM_STREAM_FLUSH_SECONDS = env_float("LLM_STREAM_FLUSH_SECONDS", 0.05)
+
 # WebSocket protocol limits (see docs/protocol.md).
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 64 * 1024)
 WS_MAX_MESSAGE_CHARS = env_int("WS_MAX_MESSAGE_CHARS", 8000)

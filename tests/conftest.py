@@ -18,6 +18,7 @@ from realtime.schema import TERMINAL_TYPES
 from realtime.tokens import token_issue
 
 seed_module = importlib.import_module("agents.migrations.0002_seed_builtin_agents")
+seed_llm_module = importlib.import_module("agents.migrations.0007_seed_llm_agent")
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +43,7 @@ async def registry() -> AsyncIterator[AgentRegistry]:
 def seeded(transactional_db: Any) -> None:
     """Re-seed the built-in agents (transactional tests flush migrated data)."""
     seed_module.seed(django_apps, None)
+    seed_llm_module.seed(django_apps, None)
     agent_model = django_apps.get_model("agents", "Agent")
     agent_model.objects.get_or_create(
         name="scripted",

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from realtime.emitter import EventEmitter, RunRef
 
 
+class AgentFailure(Exception):
+    """A run that cannot go on; `code` becomes agent_error.error.code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 @dataclass(frozen=True)
 class AgentDefinition:
     """A snapshot of an Agent row, safe to use outside the ORM."""

@@ -30,6 +30,8 @@ class Tool(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # JSON Schema of the parameters, offered to language models.
+    parameters_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
 
     @abstractmethod
     async def run(self, parameters: dict[str, Any]) -> Any:

@@ -31,6 +31,11 @@ class CalculatorTool(Tool):
 
     name = "calculator"
     description = "Evaluate an arithmetic expression, e.g. {'expression': '6*7'}."
+    parameters_schema = {
+        "type": "object",
+        "properties": {"expression": {"type": "string", "description": "e.g. (2+3)*7"}},
+        "required": ["expression"],
+    }
 
     async def run(self, parameters: dict[str, Any]) -> Any:
         """Evaluate parameters['expression']."""
@@ -48,6 +53,10 @@ class ClockTool(Tool):
 
     name = "clock"
     description = "Current time; optional {'timezone': 'Europe/Paris'}."
+    parameters_schema = {
+        "type": "object",
+        "properties": {"timezone": {"type": "string", "description": "IANA name"}},
+    }
 
     async def run(self, parameters: dict[str, Any]) -> Any:
         """Return the current time."""
@@ -96,6 +105,14 @@ class KnowledgeSearchTool(Tool):
 
     name = "kb_search"
     description = "Search the knowledge base: {'query': 'reconnect', 'limit': 3}."
+    parameters_schema = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 5},
+        },
+        "required": ["query"],
+    }
 
     async def run(self, parameters: dict[str, Any]) -> Any:
         """Return the articles matching parameters['query']."""
