@@ -114,8 +114,8 @@ class FakeLLM:
                 payload = reply.body.encode()
                 extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
                 writer.write(
-                    f"{status_line}Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                    f"{extra}Connection: close\r\n\r\n".encode()
+                    f"{status_line}Content-Type: application/json\r\n"
+                    f"Content-Length: {len(payload)}\r\n{extra}Connection: close\r\n\r\n".encode()
                     + payload
                 )
                 await writer.drain()
