@@ -75,7 +75,10 @@ class AgentRegistry:
                 self._sessions[uid] = session
                 SESSIONS.inc()
                 logger.info(
-                    "agent session created user_id=%s session_id=%s", uid, session.session_id
+                    "agent session created user_id=%s session_id=%s",
+                    uid,
+                    session.session_id,
+                    extra={"user_id": uid},
                 )
         self._locks.pop(uid, None)
         return session

@@ -348,14 +348,23 @@ class UserAgentSession:
                     ref.run_id,
                     extra={"user_id": self.user_id, "run_id": ref.run_id},
                 )
-                await self._end_failed(active, "agent_failed", str(exc)[:500] or type(exc).__name__)
+                # Users see a plain message; the admin sees what went wrong.
+                await self._end_failed(
+                    active,
+                    "agent_failed",
+                    "the agent failed with an internal error",
+                    detail=f"{type(exc).__name__}: {exc}"[:2000],
+                )
             else:
                 await self._end_completed(active, result)
         except Exception:
             # Recording the end failed (database gone?). The run row stays
             # 'running' and the interrupted-run sweep ends it later.
             logger.exception(
-                "run could not record its end user_id=%s run_id=%s", self.user_id, ref.run_id
+                "run could not record its end user_id=%s run_id=%s",
+                self.user_id,
+                ref.run_id,
+                extra={"user_id": self.user_id, "run_id": ref.run_id},
             )
         finally:
             self._runs.pop(ref.run_id, None)
@@ -387,7 +396,12 @@ class UserAgentSession:
         RUNS_FINISHED.labels(Run.Status.COMPLETED).inc()
 
     async def _end_failed(
-        self, active: ActiveRun, code: str, message: str, status: str = Run.Status.FAILED
+        self,
+        active: ActiveRun,
+        code: str,
+        message: str,
+        status: str = Run.Status.FAILED,
+        detail: str = "",
     ) -> None:
         if not active.started:
             await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
@@ -398,7 +412,7 @@ class UserAgentSession:
             run_id=active.ref.run_id,
             status=status,
             error_code=code,
-            error_message=message,
+            error_message=detail or message,
         )
         RUNS_FINISHED.labels(status).inc()
 

@@ -136,9 +136,13 @@ async def test_agent_exception_becomes_agent_error_and_a_failed_run(amake_user, 
         await amake_user(), "x", agent="scripted", options={"fail": "model exploded"}
     )
     assert [e["type"] for e in events] == ["agent_started", "agent_error"]
-    assert events[1]["data"] == {"error": {"code": "agent_failed", "message": "model exploded"}}
+    # the user gets a plain message; the internal detail stays for the admin
+    assert events[1]["data"] == {
+        "error": {"code": "agent_failed", "message": "the agent failed with an internal error"}
+    }
     run = await Run.objects.aget(pk=events[0]["run_id"])
     assert (run.status, run.error_code) == ("failed", "agent_failed")
+    assert run.error_message == "RuntimeError: model exploded"
 
 
 async def test_stop_agent_ends_the_run_with_agent_cancelled(amake_user, registry):

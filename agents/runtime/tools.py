@@ -92,7 +92,13 @@ class ToolDispatcher:
         except TimeoutError:
             error = f"tool {name!r} timed out after {self.timeout_seconds:g} s"
         except Exception:
-            logger.exception("tool %s failed run_id=%s call=%s", name, ref.run_id, call_id)
+            logger.exception(
+                "tool %s failed run_id=%s call=%s",
+                name,
+                ref.run_id,
+                call_id,
+                extra={"run_id": ref.run_id},
+            )
             error = f"tool {name!r} failed with an internal error"
         else:
             await emitter.emit(
