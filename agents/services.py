@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.errors import NotFound
+from agents.errors import NotFound, RateLimited, ThreadBusy, TooManyRuns
 from agents.models import (
     Agent,
     AgentSession,
@@ -288,3 +288,41 @@ def run_is_active(*, run_id: str) -> bool:
 def connections_open_count(*, user_id: int) -> int:
     """Count the user's open sockets in every process."""
     return Connection.objects.filter(user_id=user_id, closed_at__isnull=True).count()
+
+
+def run_admit(
+    *,
+    user_id: int,
+    thread_id: str | None,
+    on_busy: str,
+    local_run_ids: list[str],
+    local_busy: bool,
+    local_leaving: int,
+    max_runs: int,
+    rate: float,
+    burst: int,
+    create: dict[str, Any],
+) -> tuple[Run, Run | None]:
+    """Admit and create a run in one transaction; return it and the other process's run ahead.
+
+    Applies on_busy to a run of the thread going in another process, the
+    concurrent-run limit over every process, and the shared start rate, in that
+    order, so a refused request consumes no start token.
+    """
+    with transaction.atomic():
+        remote = None
+        if thread_id and not local_busy:
+            remote = run_active_in_thread(
+                user_id=user_id, thread_id=thread_id, exclude=local_run_ids
+            )
+        if (local_busy or remote is not None) and on_busy == "reject":
+            raise ThreadBusy("this thread has a run in progress")
+        leaving = [str(remote.pk)] if remote is not None and on_busy == "interrupt" else []
+        elsewhere = runs_active_count(user_id=user_id, exclude=local_run_ids + leaving)
+        if len(local_run_ids) - local_leaving + elsewhere >= max_runs:
+            raise TooManyRuns(f"at most {max_runs} runs at once; stop one or wait")
+        retry_after = start_token_take(user_id=user_id, rate=rate, burst=burst)
+        if retry_after:
+            raise RateLimited("starting runs too fast", retry_after=round(retry_after, 3))
+        run = run_create(user_id=user_id, thread_id=thread_id, **create)
+        return run, remote

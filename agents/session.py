@@ -17,9 +17,6 @@ from agents.errors import (
     InvalidRequest,
     MessageTooLarge,
     NotFound,
-    RateLimited,
-    ThreadBusy,
-    TooManyRuns,
 )
 from agents.models import Run
 from agents.runtime.base import (
@@ -32,14 +29,11 @@ from agents.runtime.base import (
 from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import (
-    run_active_in_thread,
-    run_create,
+    run_admit,
     run_finish,
     run_is_active,
     run_mark_running,
-    runs_active_count,
     session_touch,
-    start_token_take,
 )
 from realtime.emitter import EventEmitter, RunRef
 from realtime.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
@@ -172,15 +166,16 @@ class UserAgentSession:
         clean_options = agent_cls.clean_options(dict(options or {}))
         self.touch()
         async with self._start_lock:
-            admission = await self._admit(thread_id, on_busy)
-            run = await database_sync_to_async(run_create)(
-                user_id=self.user_id,
-                session_id=self.session_id,
-                agent=row,
-                thread_id=thread_id,
-                message=message,
-                options=clean_options,
-                request_id=request_id,
+            run, admission = await self._admit(
+                thread_id,
+                on_busy,
+                create={
+                    "session_id": self.session_id,
+                    "agent": row,
+                    "message": message,
+                    "options": clean_options,
+                    "request_id": request_id,
+                },
             )
             ref = RunRef(run_id=str(run.id), thread_id=str(run.thread_id), agent_name=row.name)
             for active in admission.interrupted:
@@ -218,35 +213,27 @@ class UserAgentSession:
             self._thread_tail[ref.thread_id] = task
         return ref
 
-    async def _admit(self, thread_id: str | None, on_busy: str) -> Admission:
-        """Apply on_busy, the concurrent-run limit and the start rate, across processes."""
+    async def _admit(
+        self, thread_id: str | None, on_busy: str, create: dict[str, Any]
+    ) -> tuple[Run, Admission]:
+        """Apply on_busy, the run limit and the start rate across processes; create the run."""
         previous = self._thread_tail.get(thread_id) if thread_id else None
         if previous is not None and previous.done():
             previous = None
-        local = list(self._runs)
-        remote = None
-        if thread_id and previous is None:
-            # The thread's current run may be going in another process.
-            remote = await database_sync_to_async(run_active_in_thread)(
-                user_id=self.user_id, thread_id=thread_id, exclude=local
-            )
-        if (previous is not None or remote is not None) and on_busy == "reject":
-            raise ThreadBusy("this thread has a run in progress")
         interrupted = self._runs_in_thread(thread_id) if on_busy == "interrupt" else []
-        leaving = [str(remote.pk)] if remote is not None and on_busy == "interrupt" else []
-        elsewhere = await database_sync_to_async(runs_active_count)(
-            user_id=self.user_id, exclude=local + leaving
-        )
-        if len(local) - len(interrupted) + elsewhere >= self.max_concurrent_runs:
-            raise TooManyRuns(f"at most {self.max_concurrent_runs} runs at once; stop one or wait")
-        retry_after = await database_sync_to_async(start_token_take)(
+        run, remote = await database_sync_to_async(run_admit)(
             user_id=self.user_id,
+            thread_id=thread_id,
+            on_busy=on_busy,
+            local_run_ids=list(self._runs),
+            local_busy=previous is not None,
+            local_leaving=len(interrupted),
+            max_runs=self.max_concurrent_runs,
             rate=settings.WS_START_RATE_PER_SECOND,
             burst=settings.WS_START_RATE_BURST,
+            create=create,
         )
-        if retry_after:
-            raise RateLimited("starting runs too fast", retry_after=round(retry_after, 3))
-        return Admission(previous=previous, remote=remote, interrupted=interrupted)
+        return run, Admission(previous=previous, remote=remote, interrupted=interrupted)
 
     async def cancel_run(self, run_id: str, *, reason: str = "stopped by user") -> None:
         """Cancel one of this user's queued or running runs; NotFound otherwise."""

@@ -178,6 +178,7 @@ async def test_burst_of_150_concurrent_connects_over_redis(amake_user, registry,
     # redis-py's default pool (100 connections) fails such a burst with the core layer.
     url = require_redis()
     settings.CHANNEL_LAYERS = redis_layers(url)
+    settings.WS_MAX_CONNECTIONS_PER_USER = 200  # this test is about the layer, not that limit
     user = await amake_user()
     results = await asyncio.gather(*(connect_user(user) for _ in range(150)))
     tabs = [comm for comm, _ in results]
