@@ -1,6 +1,6 @@
 """The chat page and the admin in real headless Chromium, against a real daphne."""
 
-import re
+import uuid
 
 import pytest
 
@@ -29,7 +29,7 @@ async def site(server):
     from playwright.async_api import async_playwright
 
     env, daphne = server
-    username = f"b{re.sub('[^a-z0-9]', '', str(id(object())))[-8:]}"
+    username = f"b{uuid.uuid4().hex[:10]}"
     manage(env, "ensure_demo_user", "--username", username, "--password", PASSWORD)
     proxy = await TcpProxy(daphne.port).start()
     async with async_playwright() as playwright:
