@@ -18,7 +18,7 @@ from agents.services import connection_close, connection_open, connections_open_
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
-from realtime.emitter import encode_frame, iso_utc
+from realtime.emitter import EVENT_MESSAGE_TYPE, encode_frame, iso_utc
 from realtime.groups import user_group
 from realtime.protocol import (
     Frame,
@@ -221,6 +221,16 @@ class AgentConsumer(AsyncWebsocketConsumer):
         "resume": handle_resume,
         "ping": handle_ping,
     }
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Hand live events straight to agent_event; everything else as Channels does."""
+        if message["type"] == EVENT_MESSAGE_TYPE:
+            # Channels would first hop to the database thread to close stale
+            # connections; a live event touches no database (a gap fill goes
+            # through database_sync_to_async, which does its own), so skip it.
+            await self.agent_event(message)
+            return
+        await super().dispatch(message)
 
     async def agent_event(self, message: dict[str, Any]) -> None:
         """Forward an agent event from the user's group, keeping the stream gapless."""
