@@ -110,15 +110,24 @@ def run_finish(
 
 
 def event_record(
-    *, user_id: int, run_id: str, event_type: str, data: dict[str, Any]
+    *,
+    user_id: int,
+    run_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    finish: dict[str, Any] | None = None,
 ) -> tuple[int, datetime]:
     """Give the event the user's next seq and store it; return (seq, timestamp).
 
     The counter row's lock (an UPDATE inside the transaction) orders concurrent
     writers of one user across threads and processes, and the seq and the
-    event commit together, so seqs have no holes and never repeat.
+    event commit together, so seqs have no holes and never repeat. A terminal
+    event passes `finish`: the run's outcome commits with it, so whoever sees
+    the event finds the run ended.
     """
     with transaction.atomic():
+        if finish is not None:
+            run_finish(run_id=run_id, **finish)
         bumped = UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
         if not bumped:
             UserEventCounter.objects.get_or_create(user_id=user_id)

@@ -30,7 +30,6 @@ from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import (
     run_admit,
-    run_finish,
     run_is_active,
     run_mark_running,
     session_touch,
@@ -376,9 +375,7 @@ class UserAgentSession:
             active.ref,
             "agent_completed",
             {"status": "completed", "result": str(result), "duration_ms": _ms(active)},
-        )
-        await database_sync_to_async(run_finish)(
-            run_id=active.ref.run_id, status=Run.Status.COMPLETED, result=str(result)
+            finish={"status": Run.Status.COMPLETED, "result": str(result)},
         )
         RUNS_FINISHED.labels(Run.Status.COMPLETED).inc()
 
@@ -393,13 +390,10 @@ class UserAgentSession:
         if not active.started:
             await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
         await self._emitter.emit(
-            active.ref, "agent_error", {"error": {"code": code, "message": message}}
-        )
-        await database_sync_to_async(run_finish)(
-            run_id=active.ref.run_id,
-            status=status,
-            error_code=code,
-            error_message=detail or message,
+            active.ref,
+            "agent_error",
+            {"error": {"code": code, "message": message}},
+            finish={"status": status, "error_code": code, "error_message": detail or message},
         )
         RUNS_FINISHED.labels(status).inc()
 
@@ -407,12 +401,15 @@ class UserAgentSession:
         # A run cancelled while queued still tells its story: started, then cancelled.
         if not active.started:
             await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
-        await self._emitter.emit(active.ref, "agent_cancelled", {"reason": active.cancel_reason})
-        await database_sync_to_async(run_finish)(
-            run_id=active.ref.run_id,
-            status=Run.Status.CANCELLED,
-            error_code="cancelled",
-            error_message=active.cancel_reason,
+        await self._emitter.emit(
+            active.ref,
+            "agent_cancelled",
+            {"reason": active.cancel_reason},
+            finish={
+                "status": Run.Status.CANCELLED,
+                "error_code": "cancelled",
+                "error_message": active.cancel_reason,
+            },
         )
         RUNS_FINISHED.labels(Run.Status.CANCELLED).inc()
 

@@ -53,19 +53,35 @@ class EventEmitter:
         # One user's events are numbered, stored and published in one order.
         self._lock = asyncio.Lock()
 
-    async def emit(self, run: RunRef, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Store the event, send it to every socket of the user, and return its envelope."""
+    async def emit(
+        self,
+        run: RunRef,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        finish: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Store the event (and a run's outcome), send it to the user's sockets, return it."""
         called_at = time.time()
         cleaned = clean_event_data(event_type, data)
         # Shielded: a run cancelled mid-emit must not leave an event stored but unsent.
-        return await asyncio.shield(self._emit(run, event_type, cleaned, called_at))
+        return await asyncio.shield(self._emit(run, event_type, cleaned, called_at, finish))
 
     async def _emit(
-        self, run: RunRef, event_type: str, cleaned: dict[str, Any], called_at: float
+        self,
+        run: RunRef,
+        event_type: str,
+        cleaned: dict[str, Any],
+        called_at: float,
+        finish: dict[str, Any] | None,
     ) -> dict[str, Any]:
         async with self._lock:
             seq, created_at = await database_sync_to_async(event_record)(
-                user_id=self.user_id, run_id=run.run_id, event_type=event_type, data=cleaned
+                user_id=self.user_id,
+                run_id=run.run_id,
+                event_type=event_type,
+                data=cleaned,
+                finish=finish,
             )
             envelope = {
                 "type": event_type,

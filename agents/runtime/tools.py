@@ -72,14 +72,16 @@ class ToolDispatcher:
     ) -> ToolOutcome:
         """Run one tool call; errors and timeouts become tool_error, never exceptions."""
         call_id = f"call_{uuid.uuid4().hex[:16]}"
-        await emitter.emit(
-            ref,
-            "tool_executing",
-            {"tool_name": name, "tool_call_id": call_id, "parameters": parameters},
-        )
         started = time.monotonic()
         tool = get_tool(name) if name in self.allowed_tools else None
         try:
+            # Inside the try: a cancel that lands while this (shielded, so always
+            # completed) emit runs still gets its tool_error "cancelled".
+            await emitter.emit(
+                ref,
+                "tool_executing",
+                {"tool_name": name, "tool_call_id": call_id, "parameters": parameters},
+            )
             if tool is None:
                 raise ToolError(f"tool {name!r} is not available to this agent")
             async with asyncio.timeout(self.timeout_seconds):
