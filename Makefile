@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/idle_connections.py
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

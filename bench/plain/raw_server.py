@@ -1,0 +1,45 @@
+"""A raw `websockets` server doing the same broadcast as bench/plain/asgi.py, for comparison."""
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+
+import websockets
+
+groups: dict[int, set] = {}
+drivers: set[asyncio.Future] = set()
+
+
+async def drive(users: int, rate: float, seconds: float) -> None:
+    total = int(rate * seconds)
+    started = time.perf_counter()
+    for i in range(total):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        text = json.dumps({"type": "partial_result", "seq": i, "t": time.time()})
+        for ws in list(groups.get(i % users, ())):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(text)
+
+
+async def handler(ws) -> None:
+    async for raw in ws:
+        frame = json.loads(raw)
+        if "user" in frame:
+            groups.setdefault(int(frame["user"]), set()).add(ws)
+            await ws.send('{"type":"joined"}')
+        elif "drive" in frame:
+            drivers.add(asyncio.ensure_future(drive(**frame["drive"])))
+
+
+async def main(port: int) -> None:
+    async with websockets.serve(handler, "127.0.0.1", port, max_queue=None):
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))
