@@ -24,6 +24,7 @@ from agents.models import (
     UserEventCounter,
     WorkerProcess,
 )
+from agents.selectors import user_last_seq
 
 HOST = socket.gethostname()
 # This process's name: also a valid channel-layer group suffix (letters, digits, - _ .).
@@ -115,19 +116,22 @@ def event_record(
     run_id: str,
     event_type: str,
     data: dict[str, Any],
-    finish: dict[str, Any] | None = None,
+    run_change: dict[str, Any] | None = None,
 ) -> tuple[int, datetime]:
     """Give the event the user's next seq and store it; return (seq, timestamp).
 
     The counter row's lock (an UPDATE inside the transaction) orders concurrent
     writers of one user across threads and processes, and the seq and the
-    event commit together, so seqs have no holes and never repeat. A terminal
-    event passes `finish`: the run's outcome commits with it, so whoever sees
-    the event finds the run ended.
+    event commit together, so seqs have no holes and never repeat. The events
+    that start and end a run pass `run_change` (status, and result or error for
+    an end): it commits with them, so whoever sees the event finds the run so.
     """
     with transaction.atomic():
-        if finish is not None:
-            run_finish(run_id=run_id, **finish)
+        if run_change is not None:
+            if run_change["status"] == Run.Status.RUNNING:
+                run_mark_running(run_id=run_id)
+            else:
+                run_finish(run_id=run_id, **run_change)
         bumped = UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
         if not bumped:
             UserEventCounter.objects.get_or_create(user_id=user_id)
@@ -179,8 +183,12 @@ def processes_alive(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> s
     return alive
 
 
-def runs_orphaned(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> list[Run]:
-    """Return active runs whose process is gone: stopped, silent too long, or a dead local pid."""
+def dead_processes_sweep(*, stale_after_seconds: float, own: str = PROCESS_NAME) -> list[Run]:
+    """Close the socket records of gone processes; return their runs still marked active.
+
+    A process is gone when it stopped, fell silent for `stale_after_seconds`,
+    or is a dead pid on this host.
+    """
     alive = processes_alive(stale_after_seconds=stale_after_seconds, own=own)
     connections_close_orphaned(live_processes=alive)
     active = (Run.Status.QUEUED, Run.Status.RUNNING)
@@ -221,12 +229,26 @@ def events_prune(*, older_than: datetime) -> int:
     return deleted
 
 
-def connection_open(*, connection_id: str, user_id: int, session_id: int, auth: str) -> None:
-    """Record an open WebSocket and mark its session seen."""
-    Connection.objects.create(
-        id=connection_id, user_id=user_id, session_id=session_id, process=PROCESS_NAME, auth=auth
-    )
-    session_touch(session_id=session_id)
+def connection_open(
+    *, connection_id: str, user_id: int, session_id: int, auth: str, max_connections: int
+) -> int:
+    """Record an open WebSocket within the user's limit; return the user's last seq.
+
+    Call it after the socket joined the user's group: every event with a later
+    seq then reaches the socket live.
+    """
+    with transaction.atomic():
+        if connections_open_count(user_id=user_id) >= max_connections:
+            raise RateLimited(f"at most {max_connections} connections per user")
+        Connection.objects.create(
+            id=connection_id,
+            user_id=user_id,
+            session_id=session_id,
+            process=PROCESS_NAME,
+            auth=auth,
+        )
+        session_touch(session_id=session_id)
+        return user_last_seq(user_id=user_id)
 
 
 def connection_close(*, connection_id: str) -> None:

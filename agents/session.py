@@ -31,8 +31,6 @@ from agents.selectors import agent_get_enabled, run_get_active
 from agents.services import (
     run_admit,
     run_is_active,
-    run_mark_running,
-    session_touch,
 )
 from realtime.emitter import EventEmitter, RunRef
 from realtime.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
@@ -311,7 +309,10 @@ class UserAgentSession:
                 if remote_id is not None:
                     await self._wait_remote(remote_id)
                 await self._begin(active)
-                async with asyncio.timeout(active.agent.definition.max_run_seconds):
+                limit = min(
+                    active.agent.definition.max_run_seconds, settings.AGENT_RUN_TIMEOUT_SECONDS
+                )
+                async with asyncio.timeout(limit):
                     result = await active.agent.run(active.context)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -364,18 +365,22 @@ class UserAgentSession:
             await asyncio.sleep(REMOTE_POLL_SECONDS)
 
     async def _begin(self, active: ActiveRun) -> None:
-        await database_sync_to_async(run_mark_running)(run_id=active.ref.run_id)
         active.started_at = time.monotonic()
         # Set before the emit: emits finish even when the run is cancelled meanwhile.
         active.started = True
-        await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
+        await self._emitter.emit(
+            active.ref,
+            "agent_started",
+            {"message": active.message},
+            run_change={"status": Run.Status.RUNNING},
+        )
 
     async def _end_completed(self, active: ActiveRun, result: str) -> None:
         await self._emitter.emit(
             active.ref,
             "agent_completed",
             {"status": "completed", "result": str(result), "duration_ms": _ms(active)},
-            finish={"status": Run.Status.COMPLETED, "result": str(result)},
+            run_change={"status": Run.Status.COMPLETED, "result": str(result)},
         )
         RUNS_FINISHED.labels(Run.Status.COMPLETED).inc()
 
@@ -393,7 +398,7 @@ class UserAgentSession:
             active.ref,
             "agent_error",
             {"error": {"code": code, "message": message}},
-            finish={"status": status, "error_code": code, "error_message": detail or message},
+            run_change={"status": status, "error_code": code, "error_message": detail or message},
         )
         RUNS_FINISHED.labels(status).inc()
 
@@ -405,17 +410,13 @@ class UserAgentSession:
             active.ref,
             "agent_cancelled",
             {"reason": active.cancel_reason},
-            finish={
+            run_change={
                 "status": Run.Status.CANCELLED,
                 "error_code": "cancelled",
                 "error_message": active.cancel_reason,
             },
         )
         RUNS_FINISHED.labels(Run.Status.CANCELLED).inc()
-
-    async def record_seen(self) -> None:
-        """Store the last-seen time of this session."""
-        await database_sync_to_async(session_touch)(session_id=self.session_id)
 
 
 def _ms(active: ActiveRun) -> int:

@@ -118,6 +118,35 @@ def summary(label: str, rate: float, seconds: float, latencies: list[float], got
     return line
 
 
+def measure_plain_like(
+    label: str, command: list[str], ws_path: str, env: dict[str, str], rates: list[float], args
+) -> list[str]:
+    """Start one of the comparison servers, measure it at every rate, stop it."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, *(part.format(port=port) for part in command)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(3)
+    try:
+        url = f"ws://127.0.0.1:{port}{ws_path}"
+        return [
+            summary(
+                label,
+                rate,
+                args.seconds,
+                *asyncio.run(plain_like(url, args.users, rate, args.seconds)),
+            )
+            for rate in rates
+        ]
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     """Run every system at every rate and write the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -136,47 +165,15 @@ def main() -> None:
             rows.append(summary("ours (daphne, persisted)", rate, args.seconds, lat, got))
     plain_env = project_env()
     plain_env.pop("DJANGO_SETTINGS_MODULE")
-    port = free_port()
-    plain = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "bench.plain.asgi:application",
-        ],
-        cwd=ROOT,
-        env=plain_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(3)
-    try:
-        for rate in rates:
-            lat, got = asyncio.run(
-                plain_like(f"ws://127.0.0.1:{port}/ws/", args.users, rate, args.seconds)
-            )
-            rows.append(summary("plain Channels (daphne)", rate, args.seconds, lat, got))
-    finally:
-        plain.terminate()
-        plain.wait()
-    port = free_port()
-    raw = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "plain" / "raw_server.py"), str(port)], cwd=ROOT
-    )
-    time.sleep(1.5)
-    try:
-        for rate in rates:
-            lat, got = asyncio.run(
-                plain_like(f"ws://127.0.0.1:{port}/", args.users, rate, args.seconds)
-            )
-            rows.append(summary("raw websockets", rate, args.seconds, lat, got))
-    finally:
-        raw.terminate()
-        raw.wait()
+    for label, command, ws_path in (
+        (
+            "plain Channels (daphne)",
+            ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.plain.asgi:application"],
+            "/ws/",
+        ),
+        ("raw websockets", ["-m", "bench.plain.raw_server", "{port}"], "/"),
+    ):
+        rows += measure_plain_like(label, command, ws_path, plain_env, rates, args)
     write_section(
         "delivery",
         "\n".join(

@@ -1,10 +1,10 @@
 """A bench-only agent streaming timestamped text at a fixed rate (never seeded in the product)."""
 
-import asyncio
 import time
 from typing import Any
 
 from agents.runtime.base import Agent, RunContext, int_option
+from bench.pacing import paced
 
 
 class FirehoseAgent(Agent):
@@ -21,10 +21,6 @@ class FirehoseAgent(Agent):
     async def run(self, ctx: RunContext) -> str:
         """Stream the events on schedule (late ones go at once)."""
         rate, count = ctx.options["rate"], ctx.options["count"]
-        started = time.perf_counter()
-        for i in range(count):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for _ in paced(rate, count):
             await ctx.stream(f"{time.time():.6f}")
         return f"{count} events"

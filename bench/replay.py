@@ -19,29 +19,11 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import machine, write_section
-from tests.daphne import Daphne, manage, postgres_env, sqlite_env
+from tests.daphne import Daphne, manage, postgres_env, seed_backlog, sqlite_env
 from tests.services import POSTGRES_URL, reachable
 
 BACKLOG = 10_000
 CATCH_UP = 100
-
-SEED_SCRIPT = """
-from django.contrib.auth import get_user_model
-from django.utils import timezone
-from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
-user = get_user_model().objects.get(username={username!r})
-thread = Thread.objects.create(user=user)
-run = Run.objects.create(user=user, agent=Agent.objects.get(name="stepper"), thread=thread,
-                         message="bench", status="completed")
-now = timezone.now()
-RunEvent.objects.bulk_create(
-    (RunEvent(user=user, run=run, seq=i, type="partial_result",
-              payload={{"delta": "step %d: some streamed text of a typical length" % i}},
-              created_at=now) for i in range(1, {count} + 1)),
-    batch_size=2000,
-)
-UserEventCounter.objects.update_or_create(user=user, defaults={{"last_seq": {count}}})
-"""
 
 
 async def replay(url: str, token: str, after: int) -> tuple[float, int]:
@@ -66,7 +48,7 @@ def run_case(label: str, postgres: str = "") -> list[str]:
     with database as env, Daphne(env) as server:
         username = f"bench{uuid.uuid4().hex[:6]}"
         token = manage(env, "issue_token", username, "--create-user")
-        manage(env, "shell", "-c", SEED_SCRIPT.format(username=username, count=BACKLOG))
+        seed_backlog(env, username, BACKLOG, "step %d: some streamed text of a typical length")
         rates = []
         for _ in range(3):
             seconds, count = asyncio.run(replay(server.ws_url, token, 0))

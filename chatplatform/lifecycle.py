@@ -18,11 +18,11 @@ from agents.models import Run
 from agents.registry import get_registry
 from agents.services import (
     PROCESS_NAME,
+    dead_processes_sweep,
     process_beat,
     process_stop,
     run_claim_interrupted,
     run_has_events,
-    runs_orphaned,
 )
 from realtime.emitter import RunRef
 from realtime.groups import process_group
@@ -67,7 +67,7 @@ class ProcessLifecycle:
     async def sweep_orphans(self) -> int:
         """End runs whose process died with agent_error `interrupted`; return how many."""
         self._last_sweep = time.monotonic()
-        runs = await database_sync_to_async(runs_orphaned)(
+        runs = await database_sync_to_async(dead_processes_sweep)(
             stale_after_seconds=settings.PROCESS_STALE_SECONDS
         )
         ended = 0

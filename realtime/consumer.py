@@ -13,8 +13,7 @@ from django.conf import settings
 
 from agents.errors import ServiceError
 from agents.registry import get_registry
-from agents.selectors import user_last_seq
-from agents.services import connection_close, connection_open, connections_open_count
+from agents.services import connection_close, connection_open
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
@@ -65,31 +64,29 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_SERVICE_RESTART)
             return
         self.user_id = int(user.pk)
-        open_now = await database_sync_to_async(connections_open_count)(user_id=self.user_id)
-        if open_now >= settings.WS_MAX_CONNECTIONS_PER_USER:
-            await self.accept()
-            await self.send_error(
-                None,
-                "rate_limited",
-                f"at most {settings.WS_MAX_CONNECTIONS_PER_USER} connections per user",
-            )
-            await self.close(code=CLOSE_POLICY_VIOLATION)
-            return
         self.connection_id = uuid.uuid4().hex
         self.session = await get_registry().get_user_session(self.user_id)
         self.group = user_group(self.user_id)
-        # Join before reading last_seq, so every later event arrives live.
+        # Join before reading last_seq (in connection_open), so every later event arrives live.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        try:
+            last_seq = await database_sync_to_async(connection_open)(
+                connection_id=self.connection_id,
+                user_id=self.user_id,
+                session_id=self.session.session_id,
+                auth="token" if bearer_token(self.scope) is not None else "cookie",
+                max_connections=settings.WS_MAX_CONNECTIONS_PER_USER,
+            )
+        except ServiceError as refused:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.accept()
+            await self.send_error(None, refused.code, refused.message)
+            await self.close(code=CLOSE_POLICY_VIOLATION)
+            return
         self.joined = True
         self.session.attach()
         metrics.CONNECTIONS_OPENED.inc()
         metrics.CONNECTIONS_OPEN.inc()
-        await database_sync_to_async(connection_open)(
-            connection_id=self.connection_id,
-            user_id=self.user_id,
-            session_id=self.session.session_id,
-            auth="token" if bearer_token(self.scope) is not None else "cookie",
-        )
         await self.accept()
         logger.info(
             "socket connected user_id=%s connection_id=%s",
@@ -97,7 +94,6 @@ class AgentConsumer(AsyncWebsocketConsumer):
             self.connection_id,
             extra={"user_id": self.user_id, "connection_id": self.connection_id},
         )
-        last_seq = await database_sync_to_async(user_last_seq)(user_id=self.user_id)
         # The seq this socket sends next: its stream is gapless and increasing from here.
         self.next_seq = last_seq + 1
         await self.send_frame(
@@ -189,14 +185,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         """Send every stored event after the client's cursor, then resume_complete."""
         replay = Replay(user_id=self.user_id, after_seq=parse_resume(frame.payload))
         recovered = await replay.recovered()
-        last = replay.after_seq
-        count = 0
-        async for seq, text in replay.frames():
-            await self.send(text_data=text)
-            last = seq
-            count += 1
-        # Live copies of what was just replayed may still be queued: they are skipped.
-        self.next_seq = max(self.next_seq, last + 1)
+        last, count = await self._send_stored(replay)
         metrics.REPLAYS.inc()
         metrics.REPLAYED_EVENTS.inc(count)
         await self.send_frame(
@@ -242,7 +231,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=message["text"])
         self.next_seq = seq + 1
         metrics.EVENTS_DELIVERED.inc()
-        metrics.EMIT_TO_SOCKET.observe(max(0.0, time.time() - message.get("t", time.time())))
+        if "t" in message:
+            metrics.EMIT_TO_SOCKET.observe(max(0.0, time.time() - message["t"]))
 
     async def _fill_gap(self, *, through_seq: int) -> None:
         # An event is stored before any later seq can be given out, so what is
@@ -250,10 +240,18 @@ class AgentConsumer(AsyncWebsocketConsumer):
         # the layer was down) is already in the database.
         metrics.GAP_FILLS.inc()
         replay = Replay(user_id=self.user_id, after_seq=self.next_seq - 1, through_seq=through_seq)
+        _, count = await self._send_stored(replay)
+        metrics.EVENTS_GAP_FILLED.inc(count)
+
+    async def _send_stored(self, replay: Replay) -> tuple[int, int]:
+        """Send stored events in order; return (last seq sent, or the cursor, and count)."""
+        last, count = replay.after_seq, 0
         async for seq, text in replay.frames():
             await self.send(text_data=text)
-            self.next_seq = seq + 1
-            metrics.EVENTS_GAP_FILLED.inc()
+            last, count = seq, count + 1
+        # Live copies of what was just sent may still be queued: they are skipped.
+        self.next_seq = max(self.next_seq, last + 1)
+        return last, count
 
     async def send_frame(self, payload: dict[str, Any]) -> None:
         """Send one JSON frame."""

@@ -59,13 +59,13 @@ class EventEmitter:
         event_type: str,
         data: dict[str, Any],
         *,
-        finish: dict[str, Any] | None = None,
+        run_change: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store the event (and a run's outcome), send it to the user's sockets, return it."""
+        """Store the event (with a run's start or end), send it to the user's sockets."""
         called_at = time.time()
         cleaned = clean_event_data(event_type, data)
         # Shielded: a run cancelled mid-emit must not leave an event stored but unsent.
-        return await asyncio.shield(self._emit(run, event_type, cleaned, called_at, finish))
+        return await asyncio.shield(self._emit(run, event_type, cleaned, called_at, run_change))
 
     async def _emit(
         self,
@@ -73,7 +73,7 @@ class EventEmitter:
         event_type: str,
         cleaned: dict[str, Any],
         called_at: float,
-        finish: dict[str, Any] | None,
+        run_change: dict[str, Any] | None,
     ) -> dict[str, Any]:
         async with self._lock:
             seq, created_at = await database_sync_to_async(event_record)(
@@ -81,7 +81,7 @@ class EventEmitter:
                 run_id=run.run_id,
                 event_type=event_type,
                 data=cleaned,
-                finish=finish,
+                run_change=run_change,
             )
             envelope = {
                 "type": event_type,

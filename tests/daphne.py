@@ -178,3 +178,28 @@ def stored_events(
 def seen(events: list[dict[str, object]]) -> list[tuple[object, object, object, object]]:
     """Project client events onto what stored_events returns."""
     return [(e["seq"], e["type"], e["run_id"], e["data"]) for e in events]
+
+
+BACKLOG_SCRIPT = """
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
+user = get_user_model().objects.get(username={username!r})
+thread = Thread.objects.create(user=user)
+run = Run.objects.create(user=user, agent=Agent.objects.get(name="stepper"), thread=thread,
+                         message="backlog", status="completed")
+now = timezone.now()
+delta = {delta!r}
+RunEvent.objects.bulk_create(
+    (RunEvent(user=user, run=run, seq=i, type="partial_result",
+              payload={{"delta": delta.replace("%d", str(i))}}, created_at=now)
+     for i in range(1, {count} + 1)),
+    batch_size=2000,
+)
+UserEventCounter.objects.update_or_create(user=user, defaults={{"last_seq": {count}}})
+"""
+
+
+def seed_backlog(env: dict[str, str], username: str, count: int, delta: str) -> None:
+    """Store `count` partial_result events for a user (`%d` in delta becomes the seq)."""
+    manage(env, "shell", "-c", BACKLOG_SCRIPT.format(username=username, count=count, delta=delta))

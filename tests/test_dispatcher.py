@@ -112,3 +112,9 @@ async def test_cancel_during_a_tool_reports_the_tool_cancelled(amake_user, regis
     ]
     assert seen[2]["data"]["error"] == "cancelled"
     await comm.disconnect()
+
+
+async def test_the_settings_ceiling_bounds_every_run(amake_user, registry, settings):
+    settings.AGENT_RUN_TIMEOUT_SECONDS = 0.3  # the agent's own max_run_seconds is 600
+    _, events = await scripted_run(await amake_user(), [], hang=True)
+    assert events[-1]["data"]["error"]["code"] == "timeout"

@@ -9,29 +9,13 @@ import uuid
 
 import pytest
 
-from tests.daphne import Daphne, manage, sqlite_env
+from tests.daphne import Daphne, manage, seed_backlog, sqlite_env
 from tests.wsclient import AgentClient
 
 pytestmark = pytest.mark.e2e
 
 BACKLOG = 20_000
 LIMIT = 256 * 1024
-SEED = """
-from django.contrib.auth import get_user_model
-from django.utils import timezone
-from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
-user = get_user_model().objects.get(username={username!r})
-thread = Thread.objects.create(user=user)
-run = Run.objects.create(user=user, agent=Agent.objects.get(name="stepper"), thread=thread,
-                         message="old", status="completed")
-now = timezone.now()
-RunEvent.objects.bulk_create(
-    (RunEvent(user=user, run=run, seq=i, type="partial_result",
-              payload={{"delta": "x" * 200}}, created_at=now) for i in range(1, {count} + 1)),
-    batch_size=2000,
-)
-UserEventCounter.objects.update_or_create(user=user, defaults={{"last_seq": {count}}})
-"""
 
 
 def masked_text_frame(text: str) -> bytes:
@@ -68,7 +52,7 @@ async def test_client_that_stops_reading_is_dropped_and_others_are_served():
     with sqlite_env(WS_MAX_OUTBOUND_BYTES=str(LIMIT)) as env, Daphne(env) as server:
         slow_user = f"slow{uuid.uuid4().hex[:6]}"
         slow_token = manage(env, "issue_token", slow_user, "--create-user")
-        manage(env, "shell", "-c", SEED.format(username=slow_user, count=BACKLOG))
+        seed_backlog(env, slow_user, BACKLOG, "x" * 200)
         sock = stalled_socket(server.port, slow_token)
         deadline = time.monotonic() + 30
         while "stopped reading" not in server.output() and time.monotonic() < deadline:

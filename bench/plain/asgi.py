@@ -31,6 +31,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.routing import URLRouter
 from django.urls import path
 
+from bench.pacing import paced
+
 
 class PlainConsumer(AsyncWebsocketConsumer):
     async def connect(self):
@@ -49,13 +51,7 @@ class PlainConsumer(AsyncWebsocketConsumer):
 
 
 async def drive(layer, users: int, rate: float, seconds: float) -> None:
-    total = int(rate * seconds)
-    started = time.perf_counter()
-    for i in range(total):
-        due = started + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for i in paced(rate, int(rate * seconds)):
         text = json.dumps({"type": "partial_result", "seq": i, "t": time.time()})
         await layer.group_send(f"user.{i % users}", {"type": "agent.event", "text": text})
 

@@ -8,18 +8,14 @@ import time
 
 import websockets
 
+from bench.pacing import paced
+
 groups: dict[int, set] = {}
 drivers: set[asyncio.Future] = set()
 
 
 async def drive(users: int, rate: float, seconds: float) -> None:
-    total = int(rate * seconds)
-    started = time.perf_counter()
-    for i in range(total):
-        due = started + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for i in paced(rate, int(rate * seconds)):
         text = json.dumps({"type": "partial_result", "seq": i, "t": time.time()})
         for ws in list(groups.get(i % users, ())):
             with contextlib.suppress(websockets.ConnectionClosed):

@@ -367,7 +367,7 @@
     selectThread(state.threads.has(fromHash) ? fromHash : (boot.threads[0] ? boot.threads[0].id : null));
     connect();
     // For tests and debugging: the page's view of the stream.
-    window.chatplatform = { state, connect: () => state.ws };
+    window.chatplatform = { state };
   }
 
   init();
