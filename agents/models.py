@@ -165,6 +165,9 @@ class RunEvent(models.Model):
     seq = models.BigIntegerField()
     type = models.CharField(max_length=32)
     payload = models.JSONField(default=dict)
+    # The wire frame as sent live, kept so replay sends it without re-encoding
+    # ('' for events stored before this column, or by hand: rebuilt on replay).
+    frame = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField()
 
     class Meta:

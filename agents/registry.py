@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from agents.services import session_end, session_open
 from agents.session import UserAgentSession
 from realtime.emitter import EventEmitter
+from realtime.hub import LocalHub
 from realtime.metrics import SESSIONS
+from realtime.writer import EventWriter
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,10 @@ def parse_user_id(user_id: Any) -> int:
 async def build_user_session(user_id: int) -> UserAgentSession:
     """Create a user's session together with its EventEmitter: the only way to make one."""
     row = await database_sync_to_async(session_open)(user_id=user_id)
-    emitter = EventEmitter(user_id=user_id, channel_layer=get_channel_layer())
+    registry = get_registry()
+    emitter = EventEmitter(
+        user_id=user_id, writer=registry.writer, channel_layer=registry.hub.layer
+    )
     return UserAgentSession(
         user_id=user_id,
         session_id=row.pk,
@@ -59,6 +63,9 @@ class AgentRegistry:
         self._locks: dict[int, asyncio.Lock] = {}
         # Set when the process is stopping: no new connections or runs are taken.
         self.draining = False
+        # This process's delivery path, shared by every user's emitter and socket.
+        self.hub = LocalHub()
+        self.writer = EventWriter(publish=self.hub.publish)
 
     async def get_user_session(self, user_id: Any) -> UserAgentSession:
         """Return the user's session, creating it (with its emitter) on first use."""
@@ -129,6 +136,11 @@ class AgentRegistry:
         """End every session (on process exit)."""
         for uid in list(self._sessions):
             await self.cleanup_user_session(uid, cancel_runs=True)
+        await self.hub.close()
+
+    def close(self) -> None:
+        """Release the writer's thread and database connection."""
+        self.writer.close()
 
     def stats(self) -> dict[str, int]:
         """Return session, connection and run counts for metrics."""
@@ -154,6 +166,8 @@ def get_registry() -> AgentRegistry:
 def set_registry(registry: AgentRegistry | None) -> None:
     """Replace this process's registry (tests start each case with a fresh one)."""
     global _registry
+    if _registry is not None and _registry is not registry:
+        _registry.close()
     _registry = registry
 
 

@@ -34,6 +34,16 @@ def events_after(
     return events.select_related("run__agent").order_by("seq")[:limit]
 
 
+def frames_after(
+    *, user_id: int, seq: int, limit: int = 500, through_seq: int | None = None
+) -> list[tuple[int, str]]:
+    """Return (seq, stored frame) of up to `limit` of the user's events after `seq`, in order."""
+    events = RunEvent.objects.filter(user_id=user_id, seq__gt=seq)
+    if through_seq is not None:
+        events = events.filter(seq__lte=through_seq)
+    return list(events.order_by("seq").values_list("seq", "frame")[:limit])
+
+
 def count_between(*, user_id: int, after_seq: int, through_seq: int) -> int:
     """Count the user's stored events with after_seq < seq <= through_seq."""
     return RunEvent.objects.filter(user_id=user_id, seq__gt=after_seq, seq__lte=through_seq).count()

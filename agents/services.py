@@ -4,12 +4,14 @@ import os
 import re
 import secrets
 import socket
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.errors import NotFound, RateLimited, ThreadBusy, TooManyRuns
@@ -110,6 +112,84 @@ def run_finish(
     )
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store: its user, run, type, cleaned data, and any run change it carries."""
+
+    user_id: int
+    run_id: str
+    event_type: str
+    data: dict[str, Any]
+    run_change: dict[str, Any] | None = None
+
+
+# Builds the stored wire frame of events[i] once its seq and timestamp are known.
+FrameEncoder = Callable[[int, int, datetime], str]
+
+
+def events_record(
+    events: Sequence[NewEvent], *, encode: FrameEncoder | None = None
+) -> list[tuple[int, datetime, str]]:
+    """Store events of any users in one transaction, numbered per user in the given order.
+
+    Returns (seq, timestamp, frame) per event. Each user's counter row is
+    bumped once by that user's event count (its row lock orders concurrent
+    writers across threads and processes; rows are locked in user-id order, so
+    two processes writing for the same users cannot deadlock), and the seqs and
+    the events commit together: seqs have no holes and never repeat. An event
+    that starts or ends a run carries `run_change` (status, and result or error
+    for an end), which commits with it, so whoever sees the event finds the run so.
+    """
+    if not events:
+        return []
+    with transaction.atomic():
+        for event in events:
+            if event.run_change is not None:
+                if event.run_change["status"] == Run.Status.RUNNING:
+                    run_mark_running(run_id=event.run_id)
+                else:
+                    run_finish(run_id=event.run_id, **event.run_change)
+        counts = Counter(event.user_id for event in events)
+        next_seq = {
+            user_id: _counter_bump(user_id, counts[user_id]) - counts[user_id] + 1
+            for user_id in sorted(counts)
+        }
+        created_at = timezone.now()
+        rows, stored = [], []
+        for index, event in enumerate(events):
+            seq = next_seq[event.user_id]
+            next_seq[event.user_id] = seq + 1
+            frame = encode(index, seq, created_at) if encode is not None else ""
+            rows.append(
+                RunEvent(
+                    user_id=event.user_id,
+                    run_id=event.run_id,
+                    seq=seq,
+                    type=event.event_type,
+                    payload=event.data,
+                    frame=frame,
+                    created_at=created_at,
+                )
+            )
+            stored.append((seq, created_at, frame))
+        RunEvent.objects.bulk_create(rows)
+    return stored
+
+
+def _counter_bump(user_id: int, count: int) -> int:
+    """Add `count` to the user's counter inside the caller's transaction; return the new value."""
+    table = connection.ops.quote_name(UserEventCounter._meta.db_table)
+    sql = f"UPDATE {table} SET last_seq = last_seq + %s WHERE user_id = %s RETURNING last_seq"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [count, user_id])
+        row = cursor.fetchone()
+        if row is None:
+            UserEventCounter.objects.get_or_create(user_id=user_id)
+            cursor.execute(sql, [count, user_id])
+            row = cursor.fetchone()
+    return int(row[0])
+
+
 def event_record(
     *,
     user_id: int,
@@ -118,34 +198,9 @@ def event_record(
     data: dict[str, Any],
     run_change: dict[str, Any] | None = None,
 ) -> tuple[int, datetime]:
-    """Give the event the user's next seq and store it; return (seq, timestamp).
-
-    The counter row's lock (an UPDATE inside the transaction) orders concurrent
-    writers of one user across threads and processes, and the seq and the
-    event commit together, so seqs have no holes and never repeat. The events
-    that start and end a run pass `run_change` (status, and result or error for
-    an end): it commits with them, so whoever sees the event finds the run so.
-    """
-    with transaction.atomic():
-        if run_change is not None:
-            if run_change["status"] == Run.Status.RUNNING:
-                run_mark_running(run_id=run_id)
-            else:
-                run_finish(run_id=run_id, **run_change)
-        bumped = UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
-        if not bumped:
-            UserEventCounter.objects.get_or_create(user_id=user_id)
-            UserEventCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
-        seq = UserEventCounter.objects.values_list("last_seq", flat=True).get(user_id=user_id)
-        created_at = timezone.now()
-        RunEvent.objects.create(
-            user_id=user_id,
-            run_id=run_id,
-            seq=seq,
-            type=event_type,
-            payload=data,
-            created_at=created_at,
-        )
+    """Store one event with the user's next seq (see events_record); return (seq, timestamp)."""
+    event = NewEvent(user_id, run_id, event_type, data, run_change)
+    seq, created_at, _ = events_record([event])[0]
     return seq, created_at
 
 

@@ -1,7 +1,7 @@
 """The WebSocket consumer at /ws/agents/: speaks the protocol, holds no business logic."""
 
+import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,8 +17,7 @@ from agents.services import connection_close, connection_open
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
-from realtime.emitter import EVENT_MESSAGE_TYPE, encode_frame, iso_utc
-from realtime.groups import user_group
+from realtime.frames import encode_frame, iso_utc
 from realtime.protocol import (
     Frame,
     ProtocolError,
@@ -29,7 +28,7 @@ from realtime.protocol import (
     parse_stop_agent,
     parse_user_message,
 )
-from realtime.replay import Replay
+from realtime.stream import SocketStream
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
 
 
 def server_time() -> str:
@@ -49,6 +49,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     user_id: int
     session: UserAgentSession
+    # No channel-layer channel per socket: events come from the process's hub
+    # (one layer subscription per user per process), nothing else is sent here.
+    # An alias with no configuration makes Channels skip the channel.
+    channel_layer_alias = "sockets-use-the-hub"
 
     async def connect(self) -> None:
         """Authenticate, join the user's group and announce the connection."""
@@ -65,10 +69,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
             return
         self.user_id = int(user.pk)
         self.connection_id = uuid.uuid4().hex
-        self.session = await get_registry().get_user_session(self.user_id)
-        self.group = user_group(self.user_id)
-        # Join before reading last_seq (in connection_open), so every later event arrives live.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        registry = get_registry()
+        self.session = await registry.get_user_session(self.user_id)
+        self.hub = registry.hub
+        self.stream = SocketStream(
+            user_id=self.user_id, send=self._send_text, on_failure=self._stream_failed
+        )
+        # Attach before reading last_seq (in connection_open), so every later event
+        # reaches this socket live (held until the stream starts).
+        await self.hub.attach(self.stream)
         try:
             last_seq = await database_sync_to_async(connection_open)(
                 connection_id=self.connection_id,
@@ -78,7 +87,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 max_connections=settings.WS_MAX_CONNECTIONS_PER_USER,
             )
         except ServiceError as refused:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.hub.detach(self.stream)
             await self.accept()
             await self.send_error(None, refused.code, refused.message)
             await self.close(code=CLOSE_POLICY_VIOLATION)
@@ -94,8 +103,6 @@ class AgentConsumer(AsyncWebsocketConsumer):
             self.connection_id,
             extra={"user_id": self.user_id, "connection_id": self.connection_id},
         )
-        # The seq this socket sends next: its stream is gapless and increasing from here.
-        self.next_seq = last_seq + 1
         await self.send_frame(
             {
                 "type": "connection_established",
@@ -105,11 +112,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 "server_time": server_time(),
             }
         )
+        # This socket's stream is gapless and increasing from here.
+        await self.stream.start(last_seq + 1)
 
     async def disconnect(self, code: int) -> None:
         """Leave the user's group; the user's runs go on."""
         if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.stream.close()
+            await self.hub.detach(self.stream)
             self.session.detach()
             self.joined = False
             metrics.CONNECTIONS_OPEN.dec()
@@ -160,6 +170,11 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self._start(frame, parse_user_message(frame.payload, default_agent=_default()))
 
     async def _start(self, frame: Frame, request: StartRequest) -> None:
+        # The run's events wait until run_accepted is sent (docs/protocol.md).
+        async with self.stream.paused():
+            await self._start_run(frame, request)
+
+    async def _start_run(self, frame: Frame, request: StartRequest) -> None:
         ref = await self.session.start_run(
             agent_name=request.agent,
             message=request.message,
@@ -183,19 +198,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def handle_resume(self, frame: Frame) -> None:
         """Send every stored event after the client's cursor, then resume_complete."""
-        replay = Replay(user_id=self.user_id, after_seq=parse_resume(frame.payload))
-        recovered = await replay.recovered()
-        last, count = await self._send_stored(replay)
+
+        async def complete(last: int, recovered: bool) -> None:
+            await self.send_frame(
+                {
+                    "type": "resume_complete",
+                    "request_id": frame.request_id,
+                    "last_seq": last,
+                    "recovered": recovered,
+                }
+            )
+
+        count = await self.stream.resume(parse_resume(frame.payload), complete)
         metrics.REPLAYS.inc()
         metrics.REPLAYED_EVENTS.inc(count)
-        await self.send_frame(
-            {
-                "type": "resume_complete",
-                "request_id": frame.request_id,
-                "last_seq": last,
-                "recovered": recovered,
-            }
-        )
 
     async def handle_ping(self, frame: Frame) -> None:
         """Answer a ping."""
@@ -211,47 +227,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
         "ping": handle_ping,
     }
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Hand live events straight to agent_event; everything else as Channels does."""
-        if message["type"] == EVENT_MESSAGE_TYPE:
-            # Channels would first hop to the database thread to close stale
-            # connections; a live event touches no database (a gap fill goes
-            # through database_sync_to_async, which does its own), so skip it.
-            await self.agent_event(message)
-            return
-        await super().dispatch(message)
+    async def _send_text(self, text: str) -> None:
+        await self.base_send({"type": "websocket.send", "text": text})
 
-    async def agent_event(self, message: dict[str, Any]) -> None:
-        """Forward an agent event from the user's group, keeping the stream gapless."""
-        seq = message["seq"]
-        if seq < self.next_seq:
-            return  # already sent (by resume or a gap fill)
-        if seq > self.next_seq:
-            await self._fill_gap(through_seq=seq - 1)
-        await self.send(text_data=message["text"])
-        self.next_seq = seq + 1
-        metrics.EVENTS_DELIVERED.inc()
-        if "t" in message:
-            metrics.EMIT_TO_SOCKET.observe(max(0.0, time.time() - message["t"]))
-
-    async def _fill_gap(self, *, through_seq: int) -> None:
-        # An event is stored before any later seq can be given out, so what is
-        # missing here (published by another process out of order, or lost while
-        # the layer was down) is already in the database.
-        metrics.GAP_FILLS.inc()
-        replay = Replay(user_id=self.user_id, after_seq=self.next_seq - 1, through_seq=through_seq)
-        _, count = await self._send_stored(replay)
-        metrics.EVENTS_GAP_FILLED.inc(count)
-
-    async def _send_stored(self, replay: Replay) -> tuple[int, int]:
-        """Send stored events in order; return (last seq sent, or the cursor, and count)."""
-        last, count = replay.after_seq, 0
-        async for seq, text in replay.frames():
-            await self.send(text_data=text)
-            last, count = seq, count + 1
-        # Live copies of what was just sent may still be queued: they are skipped.
-        self.next_seq = max(self.next_seq, last + 1)
-        return last, count
+    def _stream_failed(self, exc: BaseException) -> None:
+        # The stream can no longer be kept gapless here: the client reconnects and resumes.
+        self.stream.close()
+        task = asyncio.get_running_loop().create_task(self.close(code=CLOSE_INTERNAL_ERROR))
+        self._closing = task
 
     async def send_frame(self, payload: dict[str, Any]) -> None:
         """Send one JSON frame."""

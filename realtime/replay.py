@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 
 from agents.models import RunEvent
-from agents.selectors import count_between, events_after, user_last_seq
-from realtime.emitter import encode_frame, iso_utc
+from agents.selectors import count_between, events_after, frames_after, user_last_seq
+from realtime.frames import encode_frame, iso_utc
 
 PAGE_SIZE = 500
 
@@ -28,8 +28,18 @@ def envelope_of(event: RunEvent) -> dict[str, object]:
 def _page(
     user_id: int, after_seq: int, limit: int, through_seq: int | None
 ) -> list[tuple[int, str]]:
-    events = events_after(user_id=user_id, seq=after_seq, limit=limit, through_seq=through_seq)
-    return [(e.seq, encode_frame(envelope_of(e))) for e in events]
+    page = frames_after(user_id=user_id, seq=after_seq, limit=limit, through_seq=through_seq)
+    missing = [seq for seq, frame in page if not frame]
+    if missing:
+        # Stored without a frame (before frames were kept, or written by hand): rebuild.
+        rebuilt = {
+            e.seq: encode_frame(envelope_of(e))
+            for e in events_after(
+                user_id=user_id, seq=missing[0] - 1, through_seq=missing[-1], limit=len(page)
+            )
+        }
+        page = [(seq, frame or rebuilt[seq]) for seq, frame in page]
+    return page
 
 
 def _horizon(user_id: int, after_seq: int) -> bool:

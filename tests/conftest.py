@@ -103,10 +103,22 @@ async def send(comm: WebsocketCommunicator, frame: dict[str, Any]) -> None:
     await comm.send_to(text_data=json.dumps(frame))
 
 
+async def receive_frame(comm: WebsocketCommunicator, timeout: float = 10) -> dict[str, Any]:
+    """Return the next frame, taking first any set aside by `start`."""
+    early = getattr(comm, "early_frames", None)
+    if early:
+        return early.pop(0)
+    return await comm.receive_json_from(timeout=timeout)
+
+
 async def start(
     comm: WebsocketCommunicator, message: str, agent: str = "triage", **payload: Any
 ) -> dict[str, Any]:
-    """Start a run and return its run_accepted frame."""
+    """Start a run and return its run_accepted frame.
+
+    Events of the user's other runs may come first (the protocol only orders a
+    run's own events after its run_accepted): they are set aside for later reads.
+    """
     await send(
         comm,
         {
@@ -115,8 +127,14 @@ async def start(
             "payload": {"agent": agent, "message": message, **payload},
         },
     )
+    set_aside = []
     reply = await comm.receive_json_from(timeout=10)
+    while "seq" in reply:
+        set_aside.append(reply)
+        reply = await comm.receive_json_from(timeout=10)
     assert reply["type"] == "run_accepted", reply
+    assert all(frame["run_id"] != reply["run_id"] for frame in set_aside), set_aside
+    comm.early_frames = [*getattr(comm, "early_frames", []), *set_aside]  # type: ignore[attr-defined]
     return reply
 
 
@@ -126,7 +144,7 @@ async def collect_run(
     """Receive frames until the run's terminal event; return that run's events."""
     events = []
     while True:
-        frame = await comm.receive_json_from(timeout=timeout)
+        frame = await receive_frame(comm, timeout=timeout)
         if frame.get("run_id") == run_id and "seq" in frame:
             events.append(frame)
             if frame["type"] in TERMINAL_TYPES:

@@ -42,7 +42,8 @@ async def test_brand_new_user_receives_every_event_of_their_run(amake_user, regi
     session = registry.peek(user.pk)
     assert isinstance(session, UserAgentSession)
     assert isinstance(session.emitter, EventEmitter)
-    assert session.emitter.group == f"user.{user.pk}"
+    assert session.emitter.user_id == user.pk
+    assert session.emitter.writer is registry.writer
     await comm.disconnect()
 
 

@@ -1,0 +1,152 @@
+"""LocalHub: this process's fan-out of each user's events to the user's sockets here.
+
+A process holds one channel-layer subscription per user with sockets here, not
+one per socket: an event costs one layer message per process, and the hub hands
+the same encoded frame to each of the user's local sockets. Events stored by
+this process reach its own sockets directly; with a layer shared between
+processes (Redis) they are also published for the others, and the copy that
+comes back is dropped. With the in-memory layer (one process) the hub does not
+use the layer for events at all.
+"""
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+
+from realtime.frames import EVENT_MESSAGE_TYPE
+from realtime.groups import user_group
+from realtime.metrics import DELIVERY_FAILURES
+from realtime.stream import SocketStream
+from realtime.writer import StoredEvent
+
+logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0
+
+
+class LocalHub:
+    """Routes each user's events to that user's sockets in this process."""
+
+    def __init__(self, *, channel_layer: BaseChannelLayer | None = None) -> None:
+        self._layer = channel_layer
+        self.origin = uuid.uuid4().hex
+        self._streams: dict[int, set[SocketStream]] = {}
+        self._subscribed: set[int] = set()
+        # Subscription changes go one at a time: a user's add and discard never cross.
+        self._subscribing = asyncio.Lock()
+        self._channel: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def layer(self) -> BaseChannelLayer:
+        """Return the channel layer (the configured one unless given); refuse to run without."""
+        if self._layer is None:
+            self._layer = get_channel_layer()
+            if self._layer is None:
+                # Without a layer no event would reach a socket: fail loudly instead.
+                raise ValueError("the hub needs a channel layer (CHANNEL_LAYERS['default'])")
+        return self._layer
+
+    @property
+    def shared(self) -> bool:
+        """Tell whether the layer reaches other processes (anything but the in-memory one)."""
+        return not isinstance(self.layer, InMemoryChannelLayer)
+
+    async def attach(self, stream: SocketStream) -> None:
+        """Route the user's events to this socket; subscribed when this returns."""
+        self._streams.setdefault(stream.user_id, set()).add(stream)
+        await self._sync_subscription(stream.user_id)
+
+    async def detach(self, stream: SocketStream) -> None:
+        """Stop routing to this socket; unsubscribe the user when it was the last one here."""
+        streams = self._streams.get(stream.user_id)
+        if streams is not None:
+            streams.discard(stream)
+        await self._sync_subscription(stream.user_id)
+
+    def sockets(self, user_id: int) -> int:
+        """Return how many sockets of the user are attached here."""
+        return len(self._streams.get(user_id, ()))
+
+    async def publish(self, event: StoredEvent) -> None:
+        """Send a stored event to the user's sockets here and, if shared, to other processes."""
+        await self._fan_out(event.user_id, event.seq, event.text, event.called_at)
+        if not self.shared:
+            return
+        message = {
+            "type": EVENT_MESSAGE_TYPE,
+            "user_id": event.user_id,
+            "seq": event.seq,
+            "text": event.text,
+            "t": event.called_at,
+            "origin": self.origin,
+        }
+        try:
+            await self.layer.group_send(user_group(event.user_id), message)
+        except Exception:
+            # The event is stored: a client that resumes still gets it. Say so loudly.
+            DELIVERY_FAILURES.inc()
+            logger.exception(
+                "live delivery failed user_id=%s seq=%s; event kept for resume",
+                event.user_id,
+                event.seq,
+                extra={"user_id": event.user_id, "seq": event.seq},
+            )
+
+    async def _fan_out(self, user_id: int, seq: int, text: str, called_at: float | None) -> None:
+        for stream in tuple(self._streams.get(user_id, ())):
+            try:
+                await stream.offer(seq, text, called_at)
+            except Exception:
+                logger.exception("sending seq=%s to a socket failed user_id=%s", seq, user_id)
+
+    async def _sync_subscription(self, user_id: int) -> None:
+        """Make the layer subscription of the user match whether it has sockets here."""
+        if not self.shared:
+            if not self._streams.get(user_id):
+                self._streams.pop(user_id, None)
+            return
+        async with self._subscribing:
+            wanted = bool(self._streams.get(user_id))
+            if wanted and user_id not in self._subscribed:
+                await self.layer.group_add(user_group(user_id), await self._reader_channel())
+                self._subscribed.add(user_id)
+            elif not wanted and user_id in self._subscribed:
+                self._subscribed.discard(user_id)
+                await self.layer.group_discard(user_group(user_id), await self._reader_channel())
+            if not wanted:
+                self._streams.pop(user_id, None)
+
+    async def _reader_channel(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._reader is None or self._reader.done() or self._reader.get_loop() is not loop:
+            self._channel = await self.layer.new_channel(prefix="hub.")
+            self._reader = loop.create_task(self._read(self._channel), name="hub-reader")
+        assert self._channel is not None
+        return self._channel
+
+    async def _read(self, channel: str) -> None:
+        """Hand each event published by another process to the user's sockets here."""
+        while True:
+            try:
+                message: dict[str, Any] = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reading the channel layer failed; retrying")
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if message.get("type") != EVENT_MESSAGE_TYPE or message.get("origin") == self.origin:
+                continue
+            await self._fan_out(
+                int(message["user_id"]), int(message["seq"]), message["text"], message.get("t")
+            )
+
+    async def close(self) -> None:
+        """Stop reading the layer."""
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None

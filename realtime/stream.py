@@ -1,0 +1,129 @@
+"""SocketStream: one socket's gapless, increasing stream of a user's events.
+
+Live events arrive from the hub as they are published; stored ones are sent by
+resume and by gap fills. While stored events are being sent (or before the
+socket's starting point is known) live ones are held, then released in seq
+order, so the socket never sees a seq twice or out of order, and a hole (an
+event published out of order by another process, or lost while the layer was
+down) is filled from the database before the next event.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from realtime import metrics
+from realtime.replay import Replay
+
+logger = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+
+
+class SocketStream:
+    """Orders live and stored events for one socket of one user."""
+
+    def __init__(
+        self, *, user_id: int, send: SendText, on_failure: Callable[[BaseException], None]
+    ) -> None:
+        self.user_id = user_id
+        # The seq this socket sends next; None until the socket's start is known.
+        self.next_seq: int | None = None
+        self._send = send
+        self._on_failure = on_failure
+        self._held: list[tuple[int, str, float | None]] = []
+        self._stored = asyncio.Lock()
+        self._filler: asyncio.Task[None] | None = None
+
+    async def start(self, next_seq: int) -> None:
+        """Begin the live stream at `next_seq`, releasing what arrived meanwhile."""
+        async with self._stored:
+            self.next_seq = next_seq
+            await self._release_held()
+
+    async def offer(self, seq: int, text: str, called_at: float | None = None) -> None:
+        """Take a live event: send it now, skip it, or hold it until a gap is filled."""
+        if self.next_seq is None or self._stored.locked() or self._held:
+            self._held.append((seq, text, called_at))
+            return
+        if seq < self.next_seq:
+            return  # already sent (by resume or a gap fill)
+        if seq > self.next_seq:
+            self._held.append((seq, text, called_at))
+            self._filler = asyncio.get_running_loop().create_task(self._fill_held())
+            return
+        self.next_seq = seq + 1
+        await self._send_live(text, called_at)
+
+    async def resume(self, after_seq: int, done: Callable[[int, bool], Awaitable[None]]) -> int:
+        """Send every stored event after the cursor, then call `done(last, recovered)`."""
+        async with self._stored:
+            replay = Replay(user_id=self.user_id, after_seq=after_seq)
+            recovered = await replay.recovered()
+            last, count = await self._send_stored(replay)
+            await done(last, recovered)
+            await self._release_held()
+        return count
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold live events while the body runs (a reply that must come before them)."""
+        async with self._stored:
+            yield
+            await self._release_held()
+
+    def close(self) -> None:
+        """Stop any gap fill in progress (the socket is gone)."""
+        if self._filler is not None:
+            self._filler.cancel()
+        self._held.clear()
+
+    async def _send_live(self, text: str, called_at: float | None) -> None:
+        await self._send(text)
+        metrics.EVENTS_DELIVERED.inc()
+        if called_at is not None:
+            metrics.EMIT_TO_SOCKET.observe(max(0.0, time.time() - called_at))
+
+    async def _fill_held(self) -> None:
+        try:
+            async with self._stored:
+                await self._release_held()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("filling a gap failed user_id=%s", self.user_id)
+            self._on_failure(exc)
+
+    async def _release_held(self) -> None:
+        """Send held live events in seq order, filling holes from storage (under the lock)."""
+        assert self.next_seq is not None
+        while self._held:
+            held = sorted(self._held, key=lambda item: item[0])
+            self._held.clear()
+            for seq, text, called_at in held:
+                if seq > self.next_seq:
+                    await self._fill(through_seq=seq - 1)
+                if seq < self.next_seq:
+                    continue
+                self.next_seq = seq + 1
+                await self._send_live(text, called_at)
+
+    async def _fill(self, *, through_seq: int) -> None:
+        # An event is stored before any later seq is given out, so what is
+        # missing here is already in the database.
+        assert self.next_seq is not None
+        metrics.GAP_FILLS.inc()
+        replay = Replay(user_id=self.user_id, after_seq=self.next_seq - 1, through_seq=through_seq)
+        _, count = await self._send_stored(replay)
+        metrics.EVENTS_GAP_FILLED.inc(count)
+
+    async def _send_stored(self, replay: Replay) -> tuple[int, int]:
+        """Send stored events in order; return (last seq sent, or the cursor, and count)."""
+        last, count = replay.after_seq, 0
+        async for seq, text in replay.frames():
+            await self._send(text)
+            last, count = seq, count + 1
+        self.next_seq = max(self.next_seq or 0, last + 1)
+        return last, count

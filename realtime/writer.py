@@ -1,0 +1,168 @@
+"""The EventWriter: every event of this process stored in batches, published after commit.
+
+One transaction per batch instead of one per event (group commit): while a
+batch commits on the writer's own thread, the next one gathers in the queue.
+Events keep the order they were written in; each is published only once its
+batch has committed (persist before send), and its writer learns the outcome.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import close_old_connections, connections
+
+from agents.services import NewEvent, events_record
+from realtime.frames import RunRef, encode_frame, event_envelope
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A committed event, ready to publish."""
+
+    user_id: int
+    seq: int
+    text: str
+    called_at: float
+
+
+Publish = Callable[[StoredEvent], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    run: RunRef
+    event: NewEvent
+    called_at: float
+    future: "asyncio.Future[dict[str, Any]]"
+    envelope: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self, seq: int, created_at: datetime) -> str:
+        """Build (and keep) the envelope once seq and time are known; return its frame."""
+        self.envelope = event_envelope(
+            self.run, self.event.event_type, seq, created_at, self.event.data
+        )
+        return encode_frame(self.envelope)
+
+
+Outcome = tuple[int, datetime, str] | BaseException
+
+
+class EventWriter:
+    """Stores the events of every user of this process, in batches, and publishes them."""
+
+    def __init__(self, *, publish: Publish, max_batch: int = MAX_BATCH) -> None:
+        self._publish = publish
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Its own thread (and database connection): event writes never wait
+        # behind other database work, and other work never waits behind them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
+        self.batches = 0
+
+    async def write(self, run: RunRef, event: NewEvent, called_at: float) -> dict[str, Any]:
+        """Queue the event; return its envelope once it is stored and published."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(run, event, called_at, loop.create_future())
+        self._queue.append(pending)
+        self._ensure_running(loop)
+        # Shielded: a caller cancelled meanwhile does not unqueue its event.
+        return await asyncio.shield(pending.future)
+
+    def _ensure_running(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="event-writer")
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch = self._queue[: self._max_batch]
+                del self._queue[: len(batch)]
+                outcomes = await loop.run_in_executor(self._executor, _store, batch)
+                self.batches += 1
+                await self._finish(batch, outcomes)
+        except asyncio.CancelledError:
+            for pending in self._queue:
+                if not pending.future.done():
+                    pending.future.set_exception(RuntimeError("event writer stopped"))
+            self._queue.clear()
+            raise
+
+    async def _finish(self, batch: list[_Pending], outcomes: list[Outcome]) -> None:
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+                continue
+            seq, _, text = outcome
+            stored = StoredEvent(pending.event.user_id, seq, text, pending.called_at)
+            try:
+                await self._publish(stored)
+            except Exception:
+                # publish handles its own failures; anything else must not stop the writer.
+                logger.exception("publishing seq=%s failed", seq)
+            pending.future.set_result(pending.envelope)
+
+    def close(self) -> None:
+        """Close the writer thread's database connections and stop the thread."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._executor.submit(connections.close_all).result()
+        self._executor.shutdown(wait=True)
+
+
+def _store(batch: list[_Pending]) -> list[Outcome]:
+    """Store a batch in one transaction; if that fails, each event alone (on the writer thread)."""
+    close_old_connections()
+    if len(batch) > 1:
+        try:
+            return list(_record(batch))
+        except Exception:
+            close_old_connections()
+    # One failing event (or a single one) must not take the others down with it.
+    outcomes: list[Outcome] = []
+    for pending in batch:
+        try:
+            outcomes.extend(_record([pending]))
+        except Exception as exc:
+            outcomes.append(_failed(pending, exc))
+    return outcomes
+
+
+def _record(batch: list[_Pending]) -> list[tuple[int, datetime, str]]:
+    return events_record(
+        [p.event for p in batch], encode=lambda i, seq, at: batch[i].encode(seq, at)
+    )
+
+
+def _failed(pending: _Pending, exc: Exception) -> Exception:
+    event = pending.event
+    logger.error(
+        "storing a %s event failed user_id=%s run_id=%s: %r",
+        event.event_type,
+        event.user_id,
+        event.run_id,
+        exc,
+        exc_info=exc,
+        extra={"user_id": event.user_id, "run_id": event.run_id},
+    )
+    close_old_connections()
+    return exc

@@ -1,0 +1,202 @@
+"""The EventWriter, LocalHub and SocketStream: batched, persisted before sent, gapless per socket."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from agents.models import RunEvent
+from agents.services import NewEvent
+from realtime.emitter import encode_frame
+from realtime.hub import LocalHub
+from realtime.stream import SocketStream
+from realtime.writer import EventWriter, StoredEvent
+from tests.conftest import connect_user
+from tests.services import require_redis
+from tests.test_emitter import make_run, redis_layers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def stored(user_id):
+    return list(
+        RunEvent.objects.filter(user_id=user_id).order_by("seq").values_list("seq", "payload")
+    )
+
+
+@database_sync_to_async
+def stored_frames(user_id):
+    return list(
+        RunEvent.objects.filter(user_id=user_id).order_by("seq").values_list("frame", flat=True)
+    )
+
+
+async def test_many_users_share_batches_numbered_in_call_order(amake_user, registry):
+    users = [await amake_user() for _ in range(5)]
+    sessions = [await registry.get_user_session(u.pk) for u in users]
+    refs = [await make_run(u) for u in users]
+    before = registry.writer.batches
+
+    async def emit_many(session, ref):
+        return [
+            await session.emitter.emit(ref, "partial_result", {"delta": str(i)}) for i in range(50)
+        ]
+
+    envelopes = await asyncio.gather(
+        *(emit_many(s, r) for s, r in zip(sessions, refs, strict=True))
+    )
+    # 250 events of 5 concurrent writers took fewer transactions than events
+    assert registry.writer.batches - before < 250
+    for user, sent in zip(users, envelopes, strict=True):
+        rows = await stored(user.pk)
+        assert [seq for seq, _ in rows] == list(range(1, 51))
+        assert [payload["delta"] for _, payload in rows] == [str(i) for i in range(50)]
+        # the stored frame is exactly what was sent live
+        assert await stored_frames(user.pk) == [encode_frame(e) for e in sent]
+
+
+async def test_an_event_is_stored_before_it_is_published(amake_user):
+    user = await amake_user()
+    ref = await make_run(user)
+    seen_in_db = []
+
+    async def publish(event: StoredEvent) -> None:
+        rows = await stored(event.user_id)
+        seen_in_db.append(event.seq in [seq for seq, _ in rows])
+
+    writer = EventWriter(publish=publish)
+    await asyncio.gather(
+        *(
+            writer.write(ref, NewEvent(user.pk, ref.run_id, "partial_result", {"delta": "x"}), 0.0)
+            for _ in range(20)
+        )
+    )
+    assert seen_in_db == [True] * 20
+    await database_sync_to_async(writer.close)()
+
+
+async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
+    user = await amake_user()
+    ref = await make_run(user)
+    published = []
+
+    async def publish(event: StoredEvent) -> None:
+        published.append(event.seq)
+
+    writer = EventWriter(publish=publish)
+
+    def event(delta, run_change=None):
+        return NewEvent(user.pk, ref.run_id, "partial_result", {"delta": delta}, run_change)
+
+    bad = {"status": "completed", "no_such_field": 1}  # run_finish() rejects it
+    results = await asyncio.gather(
+        writer.write(ref, event("a"), 0.0),
+        writer.write(ref, event("b", bad), 0.0),
+        writer.write(ref, event("c"), 0.0),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], TypeError)
+    assert [r["data"]["delta"] for r in (results[0], results[2])] == ["a", "c"]
+    assert [seq for seq, _ in await stored(user.pk)] == [1, 2] == published
+    await database_sync_to_async(writer.close)()
+
+
+async def test_a_cancelled_emitter_still_has_its_event_stored_and_sent(amake_user, registry):
+    user = await amake_user()
+    comm, hello = await connect_user(user)
+    session = await registry.get_user_session(user.pk)
+    ref = await make_run(user)
+    task = asyncio.create_task(session.emitter.emit(ref, "partial_result", {"delta": "kept"}))
+    await asyncio.sleep(0)
+    task.cancel()
+    frame = await comm.receive_json_from(timeout=5)
+    assert frame["seq"] == hello["last_seq"] + 1 and frame["data"] == {"delta": "kept"}
+    assert len(await stored(user.pk)) == 1
+    await comm.disconnect()
+
+
+class Socket:
+    """A SocketStream's sending end that records the seqs it was given."""
+
+    def __init__(self):
+        self.seqs = []
+        self.failures = []
+
+    async def send(self, text):
+        self.seqs.append(json.loads(text)["seq"])
+
+
+async def test_stream_fills_holes_from_storage_and_never_repeats(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    ref = await make_run(user)
+    frames = {}
+    for i in range(1, 9):
+        envelope = await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
+        frames[envelope["seq"]] = encode_frame(envelope)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.offer(2, frames[2])  # before the start: held
+    await stream.start(2)
+    await stream.offer(1, frames[1])  # before the start point: dropped
+    await stream.offer(5, frames[5])  # a hole (3, 4): filled from storage
+    await stream.offer(3, frames[3])  # already sent by the fill
+    for _ in range(100):
+        if stream.next_seq == 6:
+            break
+        await asyncio.sleep(0.01)
+    async with stream.paused():
+        await stream.offer(7, frames[7])  # held while paused; 6 is a hole again
+        assert socket.seqs == [2, 3, 4, 5]
+    await stream.offer(8, frames[8])
+    for _ in range(100):
+        if stream.next_seq == 9:
+            break
+        await asyncio.sleep(0.01)
+    assert socket.seqs == [2, 3, 4, 5, 6, 7, 8]
+    assert socket.failures == []
+
+
+@pytest.mark.redis
+async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
+    url = require_redis()
+    settings.CHANNEL_LAYERS = redis_layers(url)
+    user = await amake_user()
+    ref = await make_run(user)
+    layer = get_channel_layer()
+    # Two hubs on the one Redis: two processes as far as delivery is concerned.
+    hub_a, hub_b = LocalHub(channel_layer=layer), LocalHub(channel_layer=layer)
+    writer = EventWriter(publish=hub_a.publish)
+    sockets = {}
+    for name, hub in (("a1", hub_a), ("a2", hub_a), ("b1", hub_b)):
+        sockets[name] = Socket()
+        stream = SocketStream(user_id=user.pk, send=sockets[name].send, on_failure=print)
+        await hub.attach(stream)
+        await stream.start(1)
+    for i in range(30):
+        await writer.write(
+            ref, NewEvent(user.pk, ref.run_id, "partial_result", {"delta": str(i)}), 0.0
+        )
+    for _ in range(200):
+        if len(sockets["b1"].seqs) == 30:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # any echo of a's own events would have come back by now
+    for socket in sockets.values():
+        assert socket.seqs == list(range(1, 31))
+    await hub_a.close()
+    await hub_b.close()
+    await database_sync_to_async(writer.close)()
+    await layer.flush()
+
+
+def test_hub_refuses_to_run_without_a_layer(settings):
+    settings.CHANNEL_LAYERS = {}
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    with pytest.raises(ValueError, match="channel layer"):
+        LocalHub().layer
