@@ -1,4 +1,4 @@
-"""The EventWriter, LocalHub and SocketStream: batched, persisted before sent, gapless per socket."""
+"""EventWriter, LocalHub, SocketStream: batched, stored before sent, gapless per socket."""
 
 import asyncio
 import json
@@ -199,4 +199,4 @@ def test_hub_refuses_to_run_without_a_layer(settings):
 
     channel_layers.backends.clear()
     with pytest.raises(ValueError, match="channel layer"):
-        LocalHub().layer
+        _ = LocalHub().layer
