@@ -65,7 +65,11 @@ class AgentRegistry:
         self.draining = False
         # This process's delivery path, shared by every user's emitter and socket.
         self.hub = LocalHub()
-        self.writer = EventWriter(publish=self.hub.publish)
+        self.writer = EventWriter(
+            publish=self.hub.publish,
+            max_batch=settings.EVENT_WRITER_MAX_BATCH,
+            max_queue=settings.EVENT_WRITER_MAX_QUEUE,
+        )
 
     async def get_user_session(self, user_id: Any) -> UserAgentSession:
         """Return the user's session, creating it (with its emitter) on first use."""

@@ -149,45 +149,72 @@ def events_record(
                     run_mark_running(run_id=event.run_id)
                 else:
                     run_finish(run_id=event.run_id, **event.run_change)
-        counts = Counter(event.user_id for event in events)
-        next_seq = {
-            user_id: _counter_bump(user_id, counts[user_id]) - counts[user_id] + 1
-            for user_id in sorted(counts)
-        }
+        next_seq = _counters_bump(Counter(event.user_id for event in events))
         created_at = timezone.now()
         rows, stored = [], []
         for index, event in enumerate(events):
             seq = next_seq[event.user_id]
             next_seq[event.user_id] = seq + 1
             frame = encode(index, seq, created_at) if encode is not None else ""
-            rows.append(
-                RunEvent(
-                    user_id=event.user_id,
-                    run_id=event.run_id,
-                    seq=seq,
-                    type=event.event_type,
-                    payload=event.data,
-                    frame=frame,
-                    created_at=created_at,
-                )
-            )
+            rows.append((event.user_id, event.run_id, seq, event.event_type, event.data, frame))
             stored.append((seq, created_at, frame))
-        RunEvent.objects.bulk_create(rows)
+        _events_insert(rows, created_at)
     return stored
 
 
-def _counter_bump(user_id: int, count: int) -> int:
-    """Add `count` to the user's counter inside the caller's transaction; return the new value."""
+def _counters_bump(counts: dict[int, int]) -> dict[int, int]:
+    """Reserve `counts[user]` seqs per user (in the caller's transaction); return each first seq.
+
+    The counter rows are locked in user-id order (SELECT ... FOR UPDATE where
+    the database has it; SQLite's write transaction locks the whole database),
+    then set in one UPDATE.
+    """
+    ids = sorted(counts)
+    locked = UserEventCounter.objects.select_for_update().order_by("user_id")
+    current = dict(locked.filter(user_id__in=ids).values_list("user_id", "last_seq"))
+    missing = [user_id for user_id in ids if user_id not in current]
+    if missing:
+        UserEventCounter.objects.bulk_create(
+            [UserEventCounter(user_id=user_id) for user_id in missing], ignore_conflicts=True
+        )
+        current.update(locked.filter(user_id__in=missing).values_list("user_id", "last_seq"))
     table = connection.ops.quote_name(UserEventCounter._meta.db_table)
-    sql = f"UPDATE {table} SET last_seq = last_seq + %s WHERE user_id = %s RETURNING last_seq"
+    cases = " ".join("WHEN %s THEN %s" for _ in ids)
+    marks = ", ".join("%s" for _ in ids)
+    params: list[int] = []
+    for user_id in ids:
+        params += [user_id, current[user_id] + counts[user_id]]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [count, user_id])
-        row = cursor.fetchone()
-        if row is None:
-            UserEventCounter.objects.get_or_create(user_id=user_id)
-            cursor.execute(sql, [count, user_id])
-            row = cursor.fetchone()
-    return int(row[0])
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = CASE user_id {cases} END WHERE user_id IN ({marks})",
+            [*params, *ids],
+        )
+    return {user_id: current[user_id] + 1 for user_id in ids}
+
+
+EventRow = tuple[int, str, int, str, dict[str, Any], str]
+
+
+def _events_insert(rows: list[EventRow], at: datetime) -> None:
+    """Insert event rows with one prepared statement (the ORM's per-object work is the cost)."""
+    meta = RunEvent._meta
+    names = ["user", "run", "seq", "type", "payload", "frame", "created_at"]
+    fields = [meta.get_field(name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
+    marks = ", ".join("%s" for _ in fields)
+    run_pk, payload = Run._meta.pk, meta.get_field("payload")
+    assert run_pk is not None
+    created_at = meta.get_field("created_at").get_db_prep_save(at, connection)  # type: ignore[union-attr]
+    runs: dict[str, Any] = {}
+    params = []
+    for user_id, run_id, seq, event_type, data, frame in rows:
+        if run_id not in runs:
+            runs[run_id] = run_pk.get_db_prep_save(run_pk.to_python(run_id), connection)
+        prepared = payload.get_db_prep_save(data, connection)  # type: ignore[union-attr]
+        params.append((user_id, runs[run_id], seq, event_type, prepared, frame, created_at))
+    sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES ({marks})"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def event_record(

@@ -1,19 +1,25 @@
-"""Delivery rate and latency: our full path beside plain Channels and a raw websockets server.
+"""Delivery rate, loss and latency: our full path beside plain Channels and a raw websockets server.
 
-Usage: python bench/delivery.py [--users 100] [--seconds 5] [--rates 500,2000]
+Usage: python bench/delivery.py [--seconds 4] [--latency-rate 2000] [--capacity-rate 20000]
+
 Each server runs in its own process (daphne, or python for the raw server); this
-process holds one socket per user and drives the events. Ours persists, numbers and
-sanitises every event (SQLite, in-memory layer); the others only forward.
+process holds the sockets and reads them. Ours (in-memory layer, then Redis)
+sanitises, numbers and persists every event (SQLite) before sending it; the
+others only forward. Two layouts: 100 users x 1 tab and 20 users x 5 tabs.
+Latency runs ask for `--latency-rate` events/s (each delivered to every tab of
+its user) and run twice; capacity runs ask for `--capacity-rate` deliveries/s
+and report what was delivered per second and whether anything was lost.
 """
 
 import argparse
 import asyncio
 import json
-import statistics
+import os
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import websockets
@@ -23,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.results import machine, write_section  # noqa: E402
 from tests.daphne import Daphne, manage, project_env, sqlite_env  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from tests.services import REDIS_URL, free_port, reachable  # noqa: E402
+
+LAYOUTS = [(100, 1), (20, 5)]
+PLOT = Path(__file__).with_name("delivery.png")
 
 TOKENS = """
 from realtime.tokens import token_issue, user_get_or_create
@@ -35,93 +44,170 @@ for i in range({n}):
 """
 
 
-async def collect(sockets, expected: int, seconds: float, stamp) -> tuple[list[float], int]:
-    """Read every socket until `expected` events or the deadline; return latencies (ms)."""
+@dataclass
+class Result:
+    """One run of one system: what was asked, what arrived, and how late."""
+
+    system: str
+    users: int
+    tabs: int
+    kind: str  # "latency" or "capacity"
+    asked_per_s: float  # deliveries per second asked for
+    expected: int
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # from the first event due to the last one read
+
+    @property
+    def delivered(self) -> int:
+        """Return how many deliveries arrived."""
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        """Return deliveries per second achieved."""
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    def quantile(self, q: float) -> float:
+        """Return a latency quantile in ms."""
+        if len(self.latencies) < 3:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def collect(sockets, per_socket: int, deadline_s: float, stamp) -> tuple[list[float], float]:
+    """Read every socket until it has `per_socket` events or the deadline; return latencies."""
     latencies: list[float] = []
-    deadline = time.monotonic() + seconds
+    started = time.time()
+    deadline = time.monotonic() + deadline_s
+    last = started
 
     async def read(ws) -> None:
-        while len(latencies) < expected:
+        nonlocal last
+        got = 0
+        while got < per_socket:
             try:
                 raw = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 return
             now = time.time()
-            sent = stamp(json.loads(raw))
+            sent = stamp(raw)
             if sent is not None:
                 latencies.append((now - sent) * 1000)
+                got += 1
+                last = max(last, now)
 
     await asyncio.gather(*(read(ws) for ws in sockets))
-    return latencies, len(latencies)
+    return latencies, last - started
 
 
-async def plain_like(url: str, users: int, rate: float, seconds: float):
+def plain_stamp(raw: str) -> float | None:
+    """Return the send time carried by a comparison server's frame."""
+    frame = json.loads(raw)
+    return frame.get("t")
+
+
+def our_stamp(raw: str) -> float | None:
+    """Return the emit time the firehose agent put in a partial_result."""
+    frame = json.loads(raw)
+    if frame.get("type") == "partial_result":
+        return float(frame["data"]["delta"])
+    return None
+
+
+async def plain_like(url: str, result: Result, seconds: float) -> None:
     """Drive the plain Channels app or the raw server (same little protocol)."""
-    sockets = [await websockets.connect(url, max_size=None) for _ in range(users)]
-    for i, ws in enumerate(sockets):
-        await ws.send(json.dumps({"user": i}))
-        await ws.recv()
-    driver = await websockets.connect(url)
-    await driver.send(json.dumps({"drive": {"users": users, "rate": rate, "seconds": seconds}}))
-    expected = int(rate * seconds)
-    result = await collect(sockets, expected, seconds + 10, lambda f: f.get("t"))
-    for ws in [*sockets, driver]:
-        await ws.close()
-    return result
-
-
-async def ours(url: str, tokens: list[str], rate: float, seconds: float):
-    """Each user runs the firehose agent at rate/users; measure emit-to-socket."""
     sockets = []
-    for token in tokens:
-        ws = await websockets.connect(
-            url, additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
-        )
+    for i in range(result.users * result.tabs):
+        ws = await websockets.connect(url, max_size=None, max_queue=None)
+        await ws.send(json.dumps({"user": i % result.users}))
         await ws.recv()
         sockets.append(ws)
-    per_user = max(1, round(rate / len(tokens)))
-    count = int(per_user * seconds)
-    for ws in sockets:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "start_agent",
-                    "payload": {
-                        "agent": "firehose",
-                        "message": "go",
-                        "options": {"rate": per_user, "count": count},
-                    },
-                }
+    emit_rate = result.asked_per_s / result.tabs
+    driver = await websockets.connect(url)
+    drive = {"users": result.users, "rate": emit_rate, "seconds": seconds}
+    await driver.send(json.dumps({"drive": drive}))
+    per_socket = int(emit_rate * seconds) // result.users
+    result.latencies, result.seconds = await collect(sockets, per_socket, seconds + 20, plain_stamp)
+    for ws in [*sockets, driver]:
+        await ws.close()
+
+
+async def ours(url: str, tokens: list[str], result: Result, seconds: float) -> None:
+    """Each user runs the firehose agent; every tab of the user reads its events."""
+    sockets, first_tabs = [], []
+    for token in tokens[: result.users]:
+        for tab in range(result.tabs):
+            ws = await websockets.connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {token}"},
+                max_size=None,
+                max_queue=None,
             )
-        )
+            await ws.recv()
+            sockets.append(ws)
+            if tab == 0:
+                first_tabs.append(ws)
+    per_user_rate = max(1, round(result.asked_per_s / result.tabs / result.users))
+    count = int(per_user_rate * seconds)
 
-    def stamp(frame):
-        if frame.get("type") == "partial_result":
-            return float(frame["data"]["delta"])
-        return None
+    def start(user: int) -> str:
+        # Users' slots are spread over the interval, as the plain driver spreads its events.
+        phase = user * 1000 // len(first_tabs)
+        options = {"rate": per_user_rate, "count": count, "phase": phase, "start_in_ms": 1000}
+        payload = {"agent": "firehose", "message": "go", "options": options}
+        return json.dumps({"type": "start_agent", "payload": payload})
 
-    result = await collect(sockets, count * len(tokens), seconds + 20, stamp)
+    await asyncio.gather(*(ws.send(start(i)) for i, ws in enumerate(first_tabs)))
+    result.latencies, result.seconds = await collect(sockets, count, seconds + 30, our_stamp)
+    result.seconds -= 1.0  # the runs wait 1 s (start_in_ms) before streaming
     for ws in sockets:
         await ws.close()
-    return result
 
 
-def summary(label: str, rate: float, seconds: float, latencies: list[float], got: int) -> str:
-    expected = int(rate * seconds)
-    q = statistics.quantiles(latencies, n=100) if len(latencies) > 2 else [0.0] * 99
-    p50 = statistics.median(latencies) if latencies else 0.0
+def row(r: Result) -> str:
+    """Format one result as a table row and print it."""
+    lost = r.expected - r.delivered
     line = (
-        f"| {label} | {rate:,.0f} | {got:,} / {expected:,} | {p50:.1f} "
-        f"| {q[98]:.1f} | {max(latencies, default=0):.1f} |"
+        f"| {r.system} | {r.users}×{r.tabs} | {r.kind} | {r.asked_per_s:,.0f} | {r.rate:,.0f} "
+        f"| {r.delivered:,} / {r.expected:,} | {lost:,} | {r.quantile(0.5):.1f} "
+        f"| {r.quantile(0.99):.1f} | {max(r.latencies, default=0):.1f} |"
     )
-    print(line)
+    print(line, flush=True)
     return line
 
 
-def measure_plain_like(
-    label: str, command: list[str], ws_path: str, env: dict[str, str], rates: list[float], args
-) -> list[str]:
-    """Start one of the comparison servers, measure it at every rate, stop it."""
+def runs(args) -> list[tuple[str, float, int, int]]:
+    """Return the (kind, deliveries/s asked, users, tabs) of every run, latency twice."""
+    plan = []
+    for users, tabs in LAYOUTS:
+        for _ in range(2):
+            plan.append(("latency", args.latency_rate * tabs, users, tabs))
+        plan.append(("capacity", args.capacity_rate, users, tabs))
+    return plan
+
+
+def measure_ours(label: str, extra_env: dict[str, str], args) -> list[Result]:
+    """Start our daphne (with its database and layer), measure every run, stop it."""
+    results = []
+    with sqlite_env(WS_START_RATE_BURST="1000", **extra_env) as env, Daphne(env) as server:
+        prefix = f"d{uuid.uuid4().hex[:6]}"
+        out = manage(env, "shell", "-c", TOKENS.format(n=max(u for u, _ in LAYOUTS), p=prefix))
+        tokens = [line.split()[1] for line in out.splitlines() if line.startswith("TOKEN ")]
+        for kind, asked, users, tabs in runs(args):
+            seconds = args.seconds if kind == "latency" else args.capacity_seconds
+            per_user = max(1, round(asked / tabs / users))
+            r = Result(label, users, tabs, kind, asked, per_user * int(seconds) * users * tabs)
+            asyncio.run(ours(server.ws_url, tokens, r, seconds))
+            results.append(r)
+            row(r)
+    return results
+
+
+def measure_plain_like(label: str, command: list[str], ws_path: str, args) -> list[Result]:
+    """Start one of the comparison servers, measure every run, stop it."""
+    env = project_env()
+    env.pop("DJANGO_SETTINGS_MODULE")
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, *(part.format(port=port) for part in command)],
@@ -131,72 +217,149 @@ def measure_plain_like(
         stderr=subprocess.DEVNULL,
     )
     time.sleep(3)
+    results = []
     try:
         url = f"ws://127.0.0.1:{port}{ws_path}"
-        return [
-            summary(
-                label,
-                rate,
-                args.seconds,
-                *asyncio.run(plain_like(url, args.users, rate, args.seconds)),
-            )
-            for rate in rates
-        ]
+        for kind, asked, users, tabs in runs(args):
+            seconds = args.seconds if kind == "latency" else args.capacity_seconds
+            expected = int(asked / tabs * seconds) // users * users * tabs
+            r = Result(label, users, tabs, kind, asked, expected)
+            asyncio.run(plain_like(url, r, seconds))
+            results.append(r)
+            row(r)
     finally:
         server.terminate()
         server.wait()
+    return results
+
+
+def plot(results: list[Result], path: Path) -> None:
+    """Draw each system's latency distribution (first latency run of each layout)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(LAYOUTS), figsize=(12, 4.5), sharey=True)
+    for ax, (users, tabs) in zip(axes, LAYOUTS, strict=True):
+        seen = set()
+        for r in results:
+            if r.kind != "latency" or (r.users, r.tabs) != (users, tabs) or r.system in seen:
+                continue
+            seen.add(r.system)
+            ordered = sorted(max(v, 0.01) for v in r.latencies)
+            if not ordered:
+                continue
+            ys = [i / len(ordered) for i in range(1, len(ordered) + 1)]
+            ax.plot(ordered, ys, label=f"{r.system} (p99 {r.quantile(0.99):.1f} ms)")
+        ax.set_xscale("log")
+        ax.set_xlabel("emit to client, ms (log)")
+        ax.set_title(f"{users} users × {tabs} tabs")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("fraction of deliveries")
+    fig.suptitle("Latency distribution (CDF) at the latency-run rate")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def ratios(results: list[Result]) -> list[str]:
+    """Compare ours with plain Channels per layout: capacity and p99 at the latency rate."""
+    lines = []
+    for layout in LAYOUTS:
+        users, tabs = layout
+
+        def pick(system: str, kind: str, layout: tuple[int, int] = layout) -> list[Result]:
+            return [
+                r
+                for r in results
+                if r.system == system and r.kind == kind and (r.users, r.tabs) == layout
+            ]
+
+        plain_cap = pick("plain Channels", "capacity")
+        plain_lat = pick("plain Channels", "latency")
+        for system in ("ours, in-memory", "ours, Redis"):
+            cap, lat = pick(system, "capacity"), pick(system, "latency")
+            if not (cap and plain_cap and lat and plain_lat):
+                continue
+            cap_ratio = cap[0].rate / plain_cap[0].rate if plain_cap[0].rate else 0
+            p99 = max(r.quantile(0.99) for r in lat)
+            plain_p99 = max(r.quantile(0.99) for r in plain_lat)
+            lines.append(
+                f"| {system} | {users}×{tabs} | {cap_ratio:.2f}× | {p99:.1f} vs {plain_p99:.1f} |"
+            )
+    return lines
 
 
 def main() -> None:
-    """Run every system at every rate and write the table."""
+    """Run every system through every run and write the tables and the plot."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--rates", default="500,2000")
+    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--capacity-seconds", type=float, default=3)
+    parser.add_argument("--latency-rate", type=float, default=2000)
+    parser.add_argument("--capacity-rate", type=float, default=20000)
+    parser.add_argument("--systems", default="memory,redis,plain,raw", help="a subset to run")
     args = parser.parse_args()
-    rates = [float(r) for r in args.rates.split(",")]
-    rows = []
-    with sqlite_env(WS_START_RATE_BURST="1000") as env, Daphne(env) as server:
-        prefix = f"d{uuid.uuid4().hex[:6]}"
-        out = manage(env, "shell", "-c", TOKENS.format(n=args.users, p=prefix))
-        tokens = [line.split()[1] for line in out.splitlines() if line.startswith("TOKEN ")]
-        for rate in rates:
-            lat, got = asyncio.run(ours(server.ws_url, tokens, rate, args.seconds))
-            rows.append(summary("ours (daphne, persisted)", rate, args.seconds, lat, got))
-    plain_env = project_env()
-    plain_env.pop("DJANGO_SETTINGS_MODULE")
-    for label, command, ws_path in (
-        (
-            "plain Channels (daphne)",
+    systems = set(args.systems.split(","))
+    results = measure_ours("ours, in-memory", {}, args) if "memory" in systems else []
+    redis_note = ""
+    if "redis" not in systems:
+        pass
+    elif reachable(REDIS_URL, 6379):
+        redis_env = {"REDIS_URL": REDIS_URL, "CHANNEL_LAYER_PREFIX": f"bench{uuid.uuid4().hex[:6]}"}
+        results += measure_ours("ours, Redis", redis_env, args)
+    else:
+        redis_note = f"Redis was not reachable at {REDIS_URL}: no Redis rows in this run.\n\n"
+    if "plain" in systems:
+        results += measure_plain_like(
+            "plain Channels",
             ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "bench.plain.asgi:application"],
             "/ws/",
-        ),
-        ("raw websockets", ["-m", "bench.plain.raw_server", "{port}"], "/"),
-    ):
-        rows += measure_plain_like(label, command, ws_path, plain_env, rates, args)
+            args,
+        )
+    if "raw" in systems:
+        results += measure_plain_like(
+            "raw websockets", ["-m", "bench.plain.raw_server", "{port}"], "/", args
+        )
+    if systems != {"memory", "redis", "plain", "raw"}:
+        return  # a partial run is for looking, not for RESULTS.md
+    plot(results, PLOT)
     write_section(
         "delivery",
         "\n".join(
             [
                 "## Delivery beside plain Channels and raw websockets",
                 "",
-                f"`python bench/delivery.py --users {args.users} --seconds {args.seconds:g} "
-                f"--rates {args.rates}` "
-                f"on {machine()}. {args.users} users × 1 socket, events spread evenly over users; "
-                "latency from the event being produced (ours: the agent calling the emitter, which "
-                "sanitises, numbers and persists it) to the client reading it. "
-                "Client in a separate process.",
+                f"`python bench/delivery.py --seconds {args.seconds:g} "
+                f"--capacity-seconds {args.capacity_seconds:g} "
+                f"--latency-rate {args.latency_rate:g} --capacity-rate {args.capacity_rate:g}` "
+                f"on {machine()}, client in one separate process on the same 2 cores.",
                 "",
-                "'delivered' counts what arrived by 20 s after the last event was due "
-                "(the rest was late, not lost: ours stores every event first).",
+                "Each event goes to every tab of its user; 'asked' and 'delivered/s' count "
+                "deliveries (events × tabs). Latency: from the event being produced (ours: the "
+                "agent calling the emitter, which sanitises, numbers and persists it before "
+                "sending) to the client reading it. Latency runs are done twice; capacity runs "
+                "ask for more than a system can do and report what it delivered per second "
+                "(first event due to last one read). 'lost' = expected minus arrived by 20 s (30 s "
+                "for ours) after the last event was due. ",
                 "",
-                "| system | events/s asked | delivered | p50 ms | p99 ms | max ms |",
-                "|---|---|---|---|---|---|",
-                *rows,
+                redis_note + f"![latency distributions]({PLOT.name})",
+                "",
+                "| system | users×tabs | run | asked/s | delivered/s | arrived | lost "
+                "| p50 ms | p99 ms | max ms |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+                *(row(r) for r in results),
+                "",
+                "Ours against plain Channels (capacity ratio; worst p99 of the two latency runs):",
+                "",
+                "| ours | users×tabs | delivered/s vs plain | p99 ms ours vs plain |",
+                "|---|---|---|---|",
+                *ratios(results),
             ]
         ),
     )
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -28,6 +28,11 @@ application = LifecycleMiddleware(
     )
 )
 
+# The event writer's thread and the event loop share the GIL; Python's default
+# 5 ms switch interval makes the loop wait that long behind a batch being
+# written. A shorter interval keeps emit-to-socket latency low (bench/RESULTS.md).
+sys.setswitchinterval(settings.GIL_SWITCH_INTERVAL_SECONDS)
+
 # Under daphne, bound what a client that stops reading can make us buffer.
 if "daphne.server" in sys.modules:
     backpressure.install(settings.WS_MAX_OUTBOUND_BYTES)

@@ -271,6 +271,12 @@ WS_START_RATE_BURST = env_int("WS_START_RATE_BURST", 10)
 WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
 WS_MAX_OUTBOUND_BYTES = env_int("WS_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024)
 
+# Live delivery: the event writer's batching, and how often the GIL changes hands
+# between its thread and the event loop (Python's default is 0.005).
+EVENT_WRITER_MAX_BATCH = env_int("EVENT_WRITER_MAX_BATCH", 1000)
+EVENT_WRITER_MAX_QUEUE = env_int("EVENT_WRITER_MAX_QUEUE", 10_000)
+GIL_SWITCH_INTERVAL_SECONDS = env_float("GIL_SWITCH_INTERVAL_SECONDS", 0.0005)
+
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90)
 
 # Operations (see docs/operations.md).

@@ -7,7 +7,7 @@ from channels.layers import BaseChannelLayer
 
 from agents.services import NewEvent
 from realtime.frames import EVENT_MESSAGE_TYPE, RunRef, encode_frame, iso_utc
-from realtime.metrics import EVENTS_EMITTED
+from realtime.metrics import events_emitted
 from realtime.schema import clean_event_data
 from realtime.writer import EventWriter
 
@@ -48,5 +48,17 @@ class EventEmitter:
         cleaned = clean_event_data(event_type, data)
         event = NewEvent(self.user_id, run.run_id, event_type, cleaned, run_change)
         envelope = await self.writer.write(run, event, called_at)
-        EVENTS_EMITTED.labels(event_type).inc()
+        events_emitted(event_type).inc()
         return envelope
+
+    async def stream(self, run: RunRef, event_type: str, data: dict[str, Any]) -> None:
+        """Like emit, but return once the event is queued (streamed text, many per second).
+
+        It is validated now, then stored and sent in its place among the user's
+        events; an emit after it returns only once both are sent.
+        """
+        called_at = time.time()
+        cleaned = clean_event_data(event_type, data)
+        event = NewEvent(self.user_id, run.run_id, event_type, cleaned)
+        await self.writer.enqueue(run, event, called_at)
+        events_emitted(event_type).inc()

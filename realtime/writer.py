@@ -22,6 +22,8 @@ from realtime.frames import RunRef, encode_frame, event_envelope
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+# Past this many queued events, enqueue() waits for its own event (backpressure).
+MAX_QUEUE = 10_000
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,12 @@ Outcome = tuple[int, datetime, str] | BaseException
 class EventWriter:
     """Stores the events of every user of this process, in batches, and publishes them."""
 
-    def __init__(self, *, publish: Publish, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, *, publish: Publish, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE
+    ) -> None:
         self._publish = publish
         self._max_batch = max_batch
+        self._max_queue = max_queue
         self._queue: list[_Pending] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -72,12 +77,28 @@ class EventWriter:
 
     async def write(self, run: RunRef, event: NewEvent, called_at: float) -> dict[str, Any]:
         """Queue the event; return its envelope once it is stored and published."""
+        pending = self._append(run, event, called_at)
+        # Shielded: a caller cancelled meanwhile does not unqueue its event.
+        return await asyncio.shield(pending.future)
+
+    async def enqueue(self, run: RunRef, event: NewEvent, called_at: float) -> None:
+        """Queue the event and return; wait only while the queue is over its bound.
+
+        The event is stored and published in its place in the order, like any
+        other; the caller just does not wait for it (streamed text keeps
+        flowing while earlier events commit). A failure is logged.
+        """
+        pending = self._append(run, event, called_at)
+        pending.future.add_done_callback(_retrieved)
+        if len(self._queue) > self._max_queue:
+            await asyncio.shield(pending.future)
+
+    def _append(self, run: RunRef, event: NewEvent, called_at: float) -> _Pending:
         loop = asyncio.get_running_loop()
         pending = _Pending(run, event, called_at, loop.create_future())
         self._queue.append(pending)
         self._ensure_running(loop)
-        # Shielded: a caller cancelled meanwhile does not unqueue its event.
-        return await asyncio.shield(pending.future)
+        return pending
 
     def _ensure_running(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
@@ -127,6 +148,12 @@ class EventWriter:
             self._task.cancel()
         self._executor.submit(connections.close_all).result()
         self._executor.shutdown(wait=True)
+
+
+def _retrieved(future: "asyncio.Future[dict[str, Any]]") -> None:
+    # The failure was logged where it happened; nobody awaits an enqueued event.
+    if not future.cancelled():
+        future.exception()
 
 
 def _store(batch: list[_Pending]) -> list[Outcome]:

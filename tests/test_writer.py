@@ -200,3 +200,40 @@ def test_hub_refuses_to_run_without_a_layer(settings):
     channel_layers.backends.clear()
     with pytest.raises(ValueError, match="channel layer"):
         _ = LocalHub().layer
+
+
+async def test_streamed_events_keep_their_place_before_a_later_emit(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    ref = await make_run(user)
+    for i in range(100):
+        await session.emitter.stream(ref, "partial_result", {"delta": str(i)})
+    last = await session.emitter.emit(
+        ref, "agent_thinking", {"reasoning": "r", "step": 1, "progress": 0.5}
+    )
+    # once the later emit returns, every streamed event before it is stored, in order
+    rows = await stored(user.pk)
+    assert [seq for seq, _ in rows] == list(range(1, 102)) and last["seq"] == 101
+    assert [p["delta"] for _, p in rows[:100]] == [str(i) for i in range(100)]
+
+
+async def test_enqueue_waits_once_the_queue_is_over_its_bound(amake_user):
+    user = await amake_user()
+    ref = await make_run(user)
+    gate = asyncio.Event()
+
+    async def publish(event: StoredEvent) -> None:
+        await gate.wait()  # a publisher that cannot keep up
+
+    writer = EventWriter(publish=publish, max_queue=5)
+    event = NewEvent(user.pk, ref.run_id, "partial_result", {"delta": "x"})
+    for _ in range(6):  # the first batch is taken, then the queue fills to its bound
+        await asyncio.wait_for(writer.enqueue(ref, event, 0.0), 5)
+        await asyncio.sleep(0.05)
+    blocked = asyncio.create_task(writer.enqueue(ref, event, 0.0))
+    await asyncio.sleep(0.3)
+    assert not blocked.done()
+    gate.set()
+    await asyncio.wait_for(blocked, 10)
+    assert len(await stored(user.pk)) == 7
+    await database_sync_to_async(writer.close)()

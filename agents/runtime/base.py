@@ -64,8 +64,8 @@ class RunContext:
         )
 
     async def stream(self, delta: str) -> None:
-        """Emit a partial_result event carrying streamed text."""
-        await self._emitter.emit(self.ref, "partial_result", {"delta": delta})
+        """Emit a partial_result event carrying streamed text (without waiting for its commit)."""
+        await self._emitter.stream(self.ref, "partial_result", {"delta": delta})
 
     async def call_tool(self, name: str, parameters: dict[str, Any]) -> ToolOutcome:
         """Call a tool through the dispatcher, which emits its events."""
