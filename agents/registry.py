@@ -11,7 +11,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from agents.services import session_end, session_open
+from agents.batching import Batcher
+from agents.models import AgentSession
+from agents.services import session_end, sessions_open
 from agents.session import UserAgentSession
 from realtime.emitter import EventEmitter
 from realtime.hub import LocalHub
@@ -40,8 +42,9 @@ def parse_user_id(user_id: Any) -> int:
 
 async def build_user_session(user_id: int) -> UserAgentSession:
     """Create a user's session together with its EventEmitter: the only way to make one."""
-    row = await database_sync_to_async(session_open)(user_id=user_id)
     registry = get_registry()
+    # Many users' first connections at once: their sessions are recorded together.
+    row = await registry.session_opener.submit(user_id)
     emitter = EventEmitter(
         user_id=user_id, writer=registry.writer, channel_layer=registry.hub.layer
     )
@@ -63,6 +66,7 @@ class AgentRegistry:
         self._locks: dict[int, asyncio.Lock] = {}
         # Set when the process is stopping: no new connections or runs are taken.
         self.draining = False
+        self.session_opener: Batcher[int, AgentSession] = Batcher(sessions_open)
         # This process's delivery path, shared by every user's emitter and socket.
         self.hub = LocalHub()
         self.writer = EventWriter(

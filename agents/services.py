@@ -37,10 +37,31 @@ PROCESS_NAME = re.sub(
 
 def session_open(*, user_id: int) -> AgentSession:
     """Record a new agent session for an existing user; ValueError if there is no such user."""
-    if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
-        raise ValueError(f"no active user with id {user_id}")
-    UserEventCounter.objects.get_or_create(user_id=user_id)
-    return AgentSession.objects.create(user_id=user_id, process=PROCESS_NAME)
+    opened = sessions_open([user_id])[user_id]
+    if isinstance(opened, Exception):
+        raise opened
+    return opened
+
+
+def sessions_open(user_ids: Sequence[int]) -> dict[int, AgentSession | Exception]:
+    """Record a new agent session for each user in one transaction (ValueError: no such user)."""
+    wanted = sorted(set(user_ids))
+    active = set(
+        get_user_model().objects.filter(pk__in=wanted, is_active=True).values_list("pk", flat=True)
+    )
+    found = [uid for uid in wanted if uid in active]
+    with transaction.atomic():
+        UserEventCounter.objects.bulk_create(
+            [UserEventCounter(user_id=uid) for uid in found], ignore_conflicts=True
+        )
+        sessions = AgentSession.objects.bulk_create(
+            [AgentSession(user_id=uid, process=PROCESS_NAME) for uid in found]
+        )
+    result: dict[int, AgentSession | Exception] = {
+        uid: ValueError(f"no active user with id {uid}") for uid in wanted
+    }
+    result.update(zip(found, sessions, strict=True))
+    return result
 
 
 def session_touch(*, session_id: int) -> None:

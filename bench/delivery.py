@@ -28,20 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.results import machine, write_section  # noqa: E402
-from tests.daphne import Daphne, manage, project_env, sqlite_env  # noqa: E402
+from bench.users import FIREHOSE, issue_tokens  # noqa: E402
+from tests.daphne import Daphne, project_env, sqlite_env  # noqa: E402
 from tests.services import REDIS_URL, free_port, reachable  # noqa: E402
 
 LAYOUTS = [(100, 1), (20, 5)]
 PLOT = Path(__file__).with_name("delivery.png")
-
-TOKENS = """
-from realtime.tokens import token_issue, user_get_or_create
-from agents.models import Agent
-Agent.objects.update_or_create(name="firehose", defaults={{
-    "implementation": "bench.firehose.FirehoseAgent", "allowed_tools": [], "enabled": True}})
-for i in range({n}):
-    print("TOKEN", token_issue(user=user_get_or_create(username="{p}%d" % i, create=True), days=1))
-"""
 
 
 @dataclass
@@ -191,9 +183,7 @@ def measure_ours(label: str, extra_env: dict[str, str], args) -> list[Result]:
     """Start our daphne (with its database and layer), measure every run, stop it."""
     results = []
     with sqlite_env(WS_START_RATE_BURST="1000", **extra_env) as env, Daphne(env) as server:
-        prefix = f"d{uuid.uuid4().hex[:6]}"
-        out = manage(env, "shell", "-c", TOKENS.format(n=max(u for u, _ in LAYOUTS), p=prefix))
-        tokens = [line.split()[1] for line in out.splitlines() if line.startswith("TOKEN ")]
+        tokens = issue_tokens(env, max(u for u, _ in LAYOUTS), setup=FIREHOSE)
         for kind, asked, users, tabs in runs(args):
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             per_user = max(1, round(asked / tabs / users))
@@ -340,12 +330,13 @@ def main() -> None:
                 "agent calling the emitter, which sanitises, numbers and persists it before "
                 "sending) to the client reading it. Latency runs are done twice; capacity runs "
                 "ask for more than a system can do and report what it delivered per second "
-                "(first event due to last one read). 'lost' = expected minus arrived by 20 s (30 s "
-                "for ours) after the last event was due. ",
+                "(first event due to last one read). 'missing' = expected minus arrived by 20 s "
+                "(30 s for ours) after the last event was due: late or lost (ours stores every "
+                "event before sending it, so a client that resumes gets it either way).",
                 "",
                 redis_note + f"![latency distributions]({PLOT.name})",
                 "",
-                "| system | users×tabs | run | asked/s | delivered/s | arrived | lost "
+                "| system | users×tabs | run | asked/s | delivered/s | arrived | missing "
                 "| p50 ms | p99 ms | max ms |",
                 "|---|---|---|---|---|---|---|---|---|---|",
                 *(row(r) for r in results),

@@ -1,8 +1,9 @@
 """How many idle authenticated WebSockets one daphne process holds, and memory per socket.
 
-Usage: python bench/idle_connections.py [--connections 5000] [--users 100]
-Starts daphne (SQLite, in-memory layer), opens the sockets from this separate
-process in batches, and reads daphne's resident memory from /proc before and after.
+Usage: python bench/idle_connections.py [--connections 10000] [--per-user 10]
+Starts daphne (SQLite, in-memory layer), opens the sockets (`--per-user` per
+user, within the per-user limit) from this separate process in batches, and
+reads daphne's resident memory from /proc before and after.
 """
 
 import argparse
@@ -10,7 +11,6 @@ import asyncio
 import resource
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import websockets
@@ -18,7 +18,8 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import machine, write_section
-from tests.daphne import Daphne, manage, sqlite_env
+from bench.users import issue_tokens
+from tests.daphne import Daphne, sqlite_env
 
 BATCH = 50
 
@@ -59,17 +60,14 @@ async def hold(url: str, tokens: list[str], count: int, pid: int) -> tuple[int, 
 def main() -> None:
     """Measure and write the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--connections", type=int, default=5000)
-    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--connections", type=int, default=10000)
+    parser.add_argument("--per-user", type=int, default=10)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, args.connections * 2 + 1000))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # daphne inherits it
     with sqlite_env(LOG_LEVEL="WARNING") as env, Daphne(env) as server:
-        tokens = [
-            manage(env, "issue_token", f"idle{uuid.uuid4().hex[:8]}", "--create-user")
-            for _ in range(min(args.users, 20))
-        ]
+        tokens = issue_tokens(env, -(-args.connections // args.per_user))
         url = server.ws_url
         # warm up: one socket, so imports and first-use allocations are not counted
         asyncio.run(hold(url, tokens, 1, server.proc.pid))
@@ -78,7 +76,8 @@ def main() -> None:
     per_socket = (held - before) / max(alive, 1)
     print(
         f"{alive}/{args.connections} sockets held; daphne RSS {before / 1024:.1f} -> "
-        f"{held / 1024:.1f} MiB, {per_socket:.1f} KiB per socket; opened in {elapsed:.1f} s"
+        f"{held / 1024:.1f} MiB, {per_socket:.1f} KiB ({per_socket * 1.024:.1f} kB) per socket; "
+        f"opened in {elapsed:.1f} s"
     )
     write_section(
         "idle_connections",
@@ -87,14 +86,16 @@ def main() -> None:
                 "## Idle authenticated WebSockets on one daphne process",
                 "",
                 f"`python bench/idle_connections.py --connections {args.connections}` on "
-                f"{machine()}. Bearer-token sockets of {len(tokens)} users, opened in batches "
-                f"of {BATCH} from a separate process; RSS read from /proc.",
+                f"{machine()}. Bearer-token sockets, {args.per_user} for each of "
+                f"{len(tokens)} users, opened in batches of {BATCH} from a separate process; "
+                "RSS read from /proc.",
                 "",
                 "| sockets asked | sockets held | RSS before MiB | RSS with sockets MiB "
-                "| KiB per socket | seconds to open |",
-                "|---|---|---|---|---|---|",
+                "| KiB (kB) per socket | seconds to open | sockets opened/s |",
+                "|---|---|---|---|---|---|---|",
                 f"| {args.connections} | {alive} | {before / 1024:.1f} | {held / 1024:.1f} | "
-                f"{per_socket:.1f} | {elapsed:.1f} |",
+                f"{per_socket:.1f} ({per_socket * 1.024:.1f}) | {elapsed:.1f} "
+                f"| {alive / elapsed:,.0f} |",
             ]
         ),
     )

@@ -1,11 +1,15 @@
 """Replay throughput and reconnect-to-caught-up time through a real daphne.
 
-Usage: python bench/replay.py
+Usage: python bench/replay.py [--clients 1000]
 - replay: a 10,000-event backlog replayed by `resume` (events/s, median of 3);
-- catch-up: connect, `resume` 100 missed events, `resume_complete` (ms, 30 tries).
+- catch-up: connect, `resume` 100 missed events, `resume_complete` (ms, 30 tries);
+- reconnect storm: `--clients` users, 100 missed events each, all reconnect and
+  resume at once (waves of 100 upgrades in flight): seconds until every one has
+  its resume_complete with all 100 events.
 Runs on SQLite, and on PostgreSQL when it is reachable.
 """
 
+import argparse
 import asyncio
 import json
 import statistics
@@ -19,6 +23,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import machine, write_section
+from bench.users import issue_tokens
 from tests.daphne import Daphne, manage, postgres_env, seed_backlog, sqlite_env
 from tests.services import POSTGRES_URL, reachable
 
@@ -42,7 +47,39 @@ async def replay(url: str, token: str, after: int) -> tuple[float, int]:
             count += 1
 
 
-def run_case(label: str, postgres: str = "") -> list[str]:
+async def storm_client(url: str, token: str, wave: asyncio.Semaphore) -> int:
+    """Reconnect and resume from 0; return the number of events received before completion."""
+    async with wave:
+        ws = await websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=60
+        )
+        await ws.recv()
+    await ws.send('{"type":"resume","payload":{"after_seq":0}}')
+    count = 0
+    while '"resume_complete"' not in (raw := await ws.recv()):
+        count += '"seq"' in raw
+    await ws.close()
+    return count
+
+
+async def storm(url: str, tokens: list[str]) -> tuple[float, list[int]]:
+    """Every client reconnects and resumes at once; return (seconds until all done, counts)."""
+    wave = asyncio.Semaphore(100)
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(storm_client(url, token, wave) for token in tokens))
+    return time.perf_counter() - started, list(counts)
+
+
+def run_storm(env: dict[str, str], url: str, clients: int) -> tuple[float, int]:
+    """Seed `clients` users with 100 events each, then time the storm; return (s, complete)."""
+    prefix = f"storm{uuid.uuid4().hex[:6]}-"
+    tokens = issue_tokens(env, clients, prefix=prefix)
+    seed_backlog(env, [f"{prefix}{i}" for i in range(clients)], CATCH_UP, "step %d of a run")
+    seconds, counts = asyncio.run(storm(url, tokens))
+    return seconds, sum(1 for c in counts if c == CATCH_UP)
+
+
+def run_case(label: str, clients: int, postgres: str = "") -> list[str]:
     """Measure one database configuration; return table rows."""
     database = postgres_env(postgres) if postgres else sqlite_env()
     with database as env, Daphne(env) as server:
@@ -59,36 +96,47 @@ def run_case(label: str, postgres: str = "") -> list[str]:
             seconds, count = asyncio.run(replay(server.ws_url, token, BACKLOG - CATCH_UP))
             assert count == CATCH_UP, count
             catch_up.append(seconds * 1000)
+        storm_seconds, complete = run_storm(env, server.ws_url, clients)
     q = statistics.quantiles(catch_up, n=20)
     print(
         f"{label}: replay {statistics.median(rates):,.0f} events/s; catch-up of {CATCH_UP}: "
-        f"median {statistics.median(catch_up):.1f} ms, p95 {q[18]:.1f} ms"
+        f"median {statistics.median(catch_up):.1f} ms, p95 {q[18]:.1f} ms; storm of {clients}: "
+        f"{storm_seconds:.2f} s, {complete} complete"
     )
     return [
         f"| {label} | {statistics.median(rates):,.0f} | {min(rates):,.0f} | "
-        f"{statistics.median(catch_up):.1f} | {q[18]:.1f} |"
+        f"{statistics.median(catch_up):.1f} | {q[18]:.1f} | {storm_seconds:.2f} "
+        f"({complete:,}/{clients:,} complete, "
+        f"{complete * CATCH_UP / storm_seconds:,.0f} events/s) |"
     ]
 
 
 def main() -> None:
     """Measure and write the figures."""
-    rows = run_case("SQLite")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=1000)
+    args = parser.parse_args()
+    rows = run_case("SQLite", args.clients)
     if reachable(POSTGRES_URL, 5432):
-        rows += run_case("PostgreSQL", POSTGRES_URL)
+        rows += run_case("PostgreSQL", args.clients, POSTGRES_URL)
     write_section(
         "replay",
         "\n".join(
             [
                 "## Replay and catch-up through daphne",
                 "",
-                f"`python bench/replay.py` on {machine()}. Replay: `resume` from 0 over a "
+                f"`python bench/replay.py --clients {args.clients}` on {machine()}. "
+                "Replay: `resume` from 0 over a "
                 f"{BACKLOG:,}-event backlog, read in pages of 500 (median and worst of 3). "
                 f"Catch-up: open a socket, `resume` {CATCH_UP} missed events, receive "
-                "`resume_complete` (30 tries). Client in a separate process.",
+                "`resume_complete` (30 tries). Reconnect storm: "
+                f"{args.clients:,} users with {CATCH_UP} missed events each reconnect and "
+                "`resume` at once (at most 100 upgrades in flight), time until the last "
+                "`resume_complete`. Client in a separate process.",
                 "",
                 "| database | replay events/s (median) | replay events/s (worst) | "
-                f"catch-up {CATCH_UP} median ms | catch-up p95 ms |",
-                "|---|---|---|---|---|",
+                f"catch-up {CATCH_UP} median ms | catch-up p95 ms | reconnect storm s |",
+                "|---|---|---|---|---|---|",
                 *rows,
             ]
         ),

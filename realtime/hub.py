@@ -71,29 +71,37 @@ class LocalHub:
         """Return how many sockets of the user are attached here."""
         return len(self._streams.get(user_id, ()))
 
-    async def publish(self, event: StoredEvent) -> None:
-        """Send a stored event to the user's sockets here and, if shared, to other processes."""
-        await self._fan_out(event.user_id, event.seq, event.text, event.called_at)
-        if not self.shared:
-            return
+    async def publish(self, events: list[StoredEvent]) -> None:
+        """Send stored events to their users' sockets here and, if shared, to other processes.
+
+        Events are handed out in the order given; other processes get one layer
+        message per user carrying that user's events in order.
+        """
+        per_user: dict[int, list[tuple[int, str, float]]] = {}
+        for event in events:
+            await self._fan_out(event.user_id, event.seq, event.text, event.called_at)
+            per_user.setdefault(event.user_id, []).append((event.seq, event.text, event.called_at))
+        if self.shared and per_user:
+            await asyncio.gather(*(self._send(uid, items) for uid, items in per_user.items()))
+
+    async def _send(self, user_id: int, events: list[tuple[int, str, float]]) -> None:
         message = {
             "type": EVENT_MESSAGE_TYPE,
-            "user_id": event.user_id,
-            "seq": event.seq,
-            "text": event.text,
-            "t": event.called_at,
+            "user_id": user_id,
+            "events": events,
             "origin": self.origin,
         }
         try:
-            await self.layer.group_send(user_group(event.user_id), message)
+            await self.layer.group_send(user_group(user_id), message)
         except Exception:
-            # The event is stored: a client that resumes still gets it. Say so loudly.
-            DELIVERY_FAILURES.inc()
+            # The events are stored: a client that resumes still gets them. Say so loudly.
+            DELIVERY_FAILURES.inc(len(events))
             logger.exception(
-                "live delivery failed user_id=%s seq=%s; event kept for resume",
-                event.user_id,
-                event.seq,
-                extra={"user_id": event.user_id, "seq": event.seq},
+                "live delivery failed user_id=%s seq=%s..%s; events kept for resume",
+                user_id,
+                events[0][0],
+                events[-1][0],
+                extra={"user_id": user_id, "seq": events[0][0]},
             )
 
     async def _fan_out(self, user_id: int, seq: int, text: str, called_at: float | None) -> None:
@@ -141,9 +149,9 @@ class LocalHub:
                 continue
             if message.get("type") != EVENT_MESSAGE_TYPE or message.get("origin") == self.origin:
                 continue
-            await self._fan_out(
-                int(message["user_id"]), int(message["seq"]), message["text"], message.get("t")
-            )
+            user_id = int(message["user_id"])
+            for seq, text, called_at in message["events"]:
+                await self._fan_out(user_id, int(seq), text, called_at)
 
     async def close(self) -> None:
         """Stop reading the layer."""

@@ -8,7 +8,7 @@ batch has committed (persist before send), and its writer learns the outcome.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +36,8 @@ class StoredEvent:
     called_at: float
 
 
-Publish = Callable[[StoredEvent], Awaitable[None]]
+# Receives each committed batch's events, in commit order.
+Publish = Callable[[list[StoredEvent]], Awaitable[None]]
 
 
 @dataclass
@@ -129,18 +130,21 @@ class EventWriter:
             raise
 
     async def _finish(self, batch: list[_Pending], outcomes: list[Outcome]) -> None:
+        stored = [
+            StoredEvent(pending.event.user_id, outcome[0], outcome[2], pending.called_at)
+            for pending, outcome in zip(batch, outcomes, strict=True)
+            if not isinstance(outcome, BaseException)
+        ]
+        try:
+            await self._publish(stored)
+        except Exception:
+            # publish handles its own failures; anything else must not stop the writer.
+            logger.exception("publishing %s events failed", len(stored))
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 pending.future.set_exception(outcome)
-                continue
-            seq, _, text = outcome
-            stored = StoredEvent(pending.event.user_id, seq, text, pending.called_at)
-            try:
-                await self._publish(stored)
-            except Exception:
-                # publish handles its own failures; anything else must not stop the writer.
-                logger.exception("publishing seq=%s failed", seq)
-            pending.future.set_result(pending.envelope)
+            else:
+                pending.future.set_result(pending.envelope)
 
     def close(self) -> None:
         """Close the writer thread's database connections and stop the thread."""
@@ -148,6 +152,22 @@ class EventWriter:
             self._task.cancel()
         self._executor.submit(connections.close_all).result()
         self._executor.shutdown(wait=True)
+
+
+def store_now(run: RunRef, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
+    """Store events of one run at once, frames included, as the writer does; return envelopes.
+
+    Synchronous, without publishing: for scripts and seeding, not for live runs.
+    """
+    envelopes: list[dict[str, Any]] = []
+
+    def encode(index: int, seq: int, created_at: datetime) -> str:
+        event = events[index]
+        envelopes.append(event_envelope(run, event.event_type, seq, created_at, event.data))
+        return encode_frame(envelopes[-1])
+
+    events_record(events, encode=encode)
+    return envelopes
 
 
 def _retrieved(future: "asyncio.Future[dict[str, Any]]") -> None:

@@ -182,24 +182,33 @@ def seen(events: list[dict[str, object]]) -> list[tuple[object, object, object, 
 
 BACKLOG_SCRIPT = """
 from django.contrib.auth import get_user_model
-from django.utils import timezone
-from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
-user = get_user_model().objects.get(username={username!r})
-thread = Thread.objects.create(user=user)
-run = Run.objects.create(user=user, agent=Agent.objects.get(name="stepper"), thread=thread,
-                         message="backlog", status="completed")
-now = timezone.now()
+from agents.models import Agent, Run, Thread
+from agents.services import NewEvent
+from realtime.frames import RunRef
+from realtime.writer import store_now
 delta = {delta!r}
-RunEvent.objects.bulk_create(
-    (RunEvent(user=user, run=run, seq=i, type="partial_result",
-              payload={{"delta": delta.replace("%d", str(i))}}, created_at=now)
-     for i in range(1, {count} + 1)),
-    batch_size=2000,
-)
-UserEventCounter.objects.update_or_create(user=user, defaults={{"last_seq": {count}}})
+for username in {usernames!r}:
+    user = get_user_model().objects.get(username=username)
+    thread = Thread.objects.create(user=user)
+    run = Run.objects.create(user=user, agent=Agent.objects.get(name="stepper"), thread=thread,
+                             message="backlog", status="completed")
+    ref = RunRef(str(run.pk), str(thread.pk), "stepper")
+    done = 0
+    while done < {count}:
+        size = min(2000, {count} - done)
+        store_now(ref, [NewEvent(user.pk, ref.run_id, "partial_result",
+                                 {{"delta": delta.replace("%d", str(done + i + 1))}})
+                        for i in range(size)])
+        done += size
 """
 
 
-def seed_backlog(env: dict[str, str], username: str, count: int, delta: str) -> None:
-    """Store `count` partial_result events for a user (`%d` in delta becomes the seq)."""
-    manage(env, "shell", "-c", BACKLOG_SCRIPT.format(username=username, count=count, delta=delta))
+def seed_backlog(env: dict[str, str], username: str | list[str], count: int, delta: str) -> None:
+    """Store `count` partial_result events for each user (`%d` in delta becomes the seq)."""
+    usernames = [username] if isinstance(username, str) else username
+    manage(
+        env,
+        "shell",
+        "-c",
+        BACKLOG_SCRIPT.format(usernames=usernames, count=count, delta=delta),
+    )

@@ -117,3 +117,32 @@ async def test_sweep_idle_ends_only_idle_sessions(amake_user, registry):
     assert registry.peek(idle_user.pk) is None
     assert registry.peek(busy_user.pk) is busy
     assert registry.peek(connected_user.pk) is connected
+
+
+async def test_concurrent_new_sessions_are_recorded_together_and_a_bad_id_fails_alone(
+    amake_user, registry
+):
+    users = [await amake_user() for _ in range(30)]
+    calls = []
+    handler = registry.session_opener._handler
+
+    async def counting(keys):
+        calls.append(len(keys))
+        return await handler(keys)
+
+    registry.session_opener._handler = counting
+    missing = max(u.pk for u in users) + 1000
+    results = await asyncio.gather(
+        *(registry.get_user_session(u.pk) for u in users),
+        registry.get_user_session(missing),
+        return_exceptions=True,
+    )
+    assert isinstance(results[-1], ValueError) and str(missing) in str(results[-1])
+    sessions = results[:-1]
+    assert [s.user_id for s in sessions] == [u.pk for u in users]
+    assert len({s.session_id for s in sessions}) == 30
+    # 31 first uses took a single database call, not one each
+    assert calls == [31]
+    rows = AgentSession.objects.filter(pk__in=[s.session_id for s in sessions])
+    assert {row.user_id async for row in rows} == {u.pk for u in users}
+    assert registry.peek(missing) is None

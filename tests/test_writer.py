@@ -63,9 +63,10 @@ async def test_an_event_is_stored_before_it_is_published(amake_user):
     ref = await make_run(user)
     seen_in_db = []
 
-    async def publish(event: StoredEvent) -> None:
-        rows = await stored(event.user_id)
-        seen_in_db.append(event.seq in [seq for seq, _ in rows])
+    async def publish(events: list[StoredEvent]) -> None:
+        for event in events:
+            rows = await stored(event.user_id)
+            seen_in_db.append(event.seq in [seq for seq, _ in rows])
 
     writer = EventWriter(publish=publish)
     await asyncio.gather(
@@ -83,8 +84,8 @@ async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
     ref = await make_run(user)
     published = []
 
-    async def publish(event: StoredEvent) -> None:
-        published.append(event.seq)
+    async def publish(events: list[StoredEvent]) -> None:
+        published.extend(event.seq for event in events)
 
     writer = EventWriter(publish=publish)
 
@@ -222,7 +223,7 @@ async def test_enqueue_waits_once_the_queue_is_over_its_bound(amake_user):
     ref = await make_run(user)
     gate = asyncio.Event()
 
-    async def publish(event: StoredEvent) -> None:
+    async def publish(events: list[StoredEvent]) -> None:
         await gate.wait()  # a publisher that cannot keep up
 
     writer = EventWriter(publish=publish, max_queue=5)
