@@ -24,10 +24,11 @@ class Batcher(Generic[K, V]):
 
     async def submit(self, key: K) -> V:
         """Return the value for `key`, computed in the next batch."""
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
         self._waiting.setdefault(key, []).append(future)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:

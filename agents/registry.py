@@ -13,11 +13,12 @@ from django.conf import settings
 
 from agents.batching import Batcher
 from agents.models import AgentSession
-from agents.services import session_end, sessions_open
+from agents.services import ConnectionRequest, connections_open, session_end, sessions_open
 from agents.session import UserAgentSession
 from realtime.emitter import EventEmitter
 from realtime.hub import LocalHub
 from realtime.metrics import SESSIONS
+from realtime.tokens import tokens_authenticate
 from realtime.writer import EventWriter
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ class AgentRegistry:
         self._locks: dict[int, asyncio.Lock] = {}
         # Set when the process is stopping: no new connections or runs are taken.
         self.draining = False
+        # Work many sockets connecting at once share: one database call per batch.
         self.session_opener: Batcher[int, AgentSession] = Batcher(sessions_open)
+        self.token_checker: Batcher[str, Any] = Batcher(tokens_authenticate)
+        self.connection_recorder: Batcher[ConnectionRequest, int] = Batcher(connections_open)
         # This process's delivery path, shared by every user's emitter and socket.
         self.hub = LocalHub()
         self.writer = EventWriter(

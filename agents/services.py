@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from agents.errors import NotFound, RateLimited, ThreadBusy, TooManyRuns
@@ -26,7 +27,6 @@ from agents.models import (
     UserEventCounter,
     WorkerProcess,
 )
-from agents.selectors import user_last_seq
 
 HOST = socket.gethostname()
 # This process's name: also a valid channel-layer group suffix (letters, digits, - _ .).
@@ -332,6 +332,17 @@ def events_prune(*, older_than: datetime) -> int:
     return deleted
 
 
+@dataclass(frozen=True)
+class ConnectionRequest:
+    """A WebSocket asking to be recorded as open for its user."""
+
+    connection_id: str
+    user_id: int
+    session_id: int
+    auth: str
+    max_connections: int
+
+
 def connection_open(
     *, connection_id: str, user_id: int, session_id: int, auth: str, max_connections: int
 ) -> int:
@@ -340,18 +351,56 @@ def connection_open(
     Call it after the socket joined the user's group: every event with a later
     seq then reaches the socket live.
     """
+    request = ConnectionRequest(connection_id, user_id, session_id, auth, max_connections)
+    outcome = connections_open([request])[request]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def connections_open(
+    requests: Sequence[ConnectionRequest],
+) -> dict[ConnectionRequest, int | Exception]:
+    """Record many open WebSockets in one transaction (see connection_open).
+
+    Each gets its user's last seq, or RateLimited when its user already has
+    `max_connections` open (counting those earlier in `requests`).
+    """
+    users = sorted({r.user_id for r in requests})
+    result: dict[ConnectionRequest, int | Exception] = {}
     with transaction.atomic():
-        if connections_open_count(user_id=user_id) >= max_connections:
-            raise RateLimited(f"at most {max_connections} connections per user")
-        Connection.objects.create(
-            id=connection_id,
-            user_id=user_id,
-            session_id=session_id,
-            process=PROCESS_NAME,
-            auth=auth,
+        open_now = dict(
+            Connection.objects.filter(user_id__in=users, closed_at__isnull=True)
+            .values("user_id")
+            .annotate(n=Count("id"))
+            .values_list("user_id", "n")
         )
-        session_touch(session_id=session_id)
-        return user_last_seq(user_id=user_id)
+        accepted = []
+        for r in requests:
+            if open_now.get(r.user_id, 0) >= r.max_connections:
+                result[r] = RateLimited(f"at most {r.max_connections} connections per user")
+                continue
+            open_now[r.user_id] = open_now.get(r.user_id, 0) + 1
+            accepted.append(r)
+        Connection.objects.bulk_create(
+            Connection(
+                id=r.connection_id,
+                user_id=r.user_id,
+                session_id=r.session_id,
+                process=PROCESS_NAME,
+                auth=r.auth,
+            )
+            for r in accepted
+        )
+        AgentSession.objects.filter(pk__in={r.session_id for r in accepted}).update(
+            last_seen_at=timezone.now()
+        )
+        last = dict(
+            UserEventCounter.objects.filter(user_id__in=users).values_list("user_id", "last_seq")
+        )
+    for r in accepted:
+        result[r] = int(last.get(r.user_id, 0))
+    return result
 
 
 def connection_close(*, connection_id: str) -> None:

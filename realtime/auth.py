@@ -3,13 +3,11 @@
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
-from channels.middleware import BaseMiddleware
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
-from realtime.tokens import token_authenticate
+from agents.registry import get_registry
 
 
 def bearer_token(scope: dict[str, Any]) -> str | None:
@@ -21,16 +19,25 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
     return None
 
 
-class TokenAuthMiddleware(BaseMiddleware):
-    """Sets scope['user'] from `Authorization: Bearer <token>` when the header is sent."""
+class TokenAuthMiddleware:
+    """Authenticates by `Authorization: Bearer <token>`; without the header, the cookie stack.
+
+    A socket that sends a token is authenticated by it alone (the cookie session
+    is not loaded: one database round trip fewer, and less held per socket);
+    many sockets connecting at once share one token lookup.
+    """
+
+    def __init__(self, inner: Any, *, cookies: Any) -> None:
+        self.inner = inner
+        self.cookies = cookies
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        """Authenticate by token, overriding the cookie session when a token is given."""
+        """Pass a token socket on with its user (anonymous if the token is bad)."""
         token = bearer_token(scope)
-        if token is not None:
-            user = await database_sync_to_async(token_authenticate)(token) if token else None
-            scope = dict(scope, user=user or AnonymousUser())
-        return await super().__call__(scope, receive, send)
+        if token is None:
+            return await self.cookies(scope, receive, send)
+        user = await get_registry().token_checker.submit(token) if token else None
+        return await self.inner(dict(scope, user=user or AnonymousUser()), receive, send)
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -50,5 +57,5 @@ class BrowserOriginValidator(OriginValidator):
 
 
 def websocket_stack(inner: Any) -> Any:
-    """Wrap the WebSocket router: Origin check, cookie session, then bearer token."""
-    return BrowserOriginValidator(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
+    """Wrap the WebSocket router: Origin check, then a bearer token or the cookie session."""
+    return BrowserOriginValidator(TokenAuthMiddleware(inner, cookies=AuthMiddlewareStack(inner)))

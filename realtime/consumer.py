@@ -13,7 +13,7 @@ from django.conf import settings
 
 from agents.errors import ServiceError
 from agents.registry import get_registry
-from agents.services import connection_close, connection_open
+from agents.services import ConnectionRequest, connection_close
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
@@ -79,12 +79,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
         # reaches this socket live (held until the stream starts).
         await self.hub.attach(self.stream)
         try:
-            last_seq = await database_sync_to_async(connection_open)(
-                connection_id=self.connection_id,
-                user_id=self.user_id,
-                session_id=self.session.session_id,
-                auth="token" if bearer_token(self.scope) is not None else "cookie",
-                max_connections=settings.WS_MAX_CONNECTIONS_PER_USER,
+            last_seq = await registry.connection_recorder.submit(
+                ConnectionRequest(
+                    connection_id=self.connection_id,
+                    user_id=self.user_id,
+                    session_id=self.session.session_id,
+                    auth="token" if bearer_token(self.scope) is not None else "cookie",
+                    max_connections=settings.WS_MAX_CONNECTIONS_PER_USER,
+                )
             )
         except ServiceError as refused:
             await self.hub.detach(self.stream)

@@ -52,26 +52,39 @@ def _horizon(user_id: int, after_seq: int) -> bool:
 
 @dataclass
 class Replay:
-    """Streams the events after a cursor and tells whether none were pruned."""
+    """Streams the events after a cursor; with `check_horizon`, tells whether none were pruned."""
 
     user_id: int
     after_seq: int
     through_seq: int | None = None
     page_size: int = PAGE_SIZE
-
-    async def recovered(self) -> bool:
-        """Tell whether every event after the cursor is still stored."""
-        return await database_sync_to_async(_horizon)(self.user_id, self.after_seq)
+    check_horizon: bool = False
+    # Set with the first page when check_horizon: every event after the cursor still stored?
+    recovered: bool | None = None
 
     async def frames(self) -> AsyncIterator[tuple[int, str]]:
         """Yield (seq, frame text) for each stored event after the cursor, in order."""
         cursor = self.after_seq
+        first = True
         while True:
-            page = await database_sync_to_async(_page)(
-                self.user_id, cursor, self.page_size, self.through_seq
-            )
+            if first and self.check_horizon:
+                # One database round trip for the horizon and the first page.
+                self.recovered, page = await database_sync_to_async(_first_page)(
+                    self.user_id, cursor, self.page_size, self.through_seq
+                )
+            else:
+                page = await database_sync_to_async(_page)(
+                    self.user_id, cursor, self.page_size, self.through_seq
+                )
+            first = False
             for seq, text in page:
                 yield seq, text
             if len(page) < self.page_size:
                 return
             cursor = page[-1][0]
+
+
+def _first_page(
+    user_id: int, after_seq: int, limit: int, through_seq: int | None
+) -> tuple[bool, list[tuple[int, str]]]:
+    return _horizon(user_id, after_seq), _page(user_id, after_seq, limit, through_seq)

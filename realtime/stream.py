@@ -60,10 +60,9 @@ class SocketStream:
     async def resume(self, after_seq: int, done: Callable[[int, bool], Awaitable[None]]) -> int:
         """Send every stored event after the cursor, then call `done(last, recovered)`."""
         async with self._stored:
-            replay = Replay(user_id=self.user_id, after_seq=after_seq)
-            recovered = await replay.recovered()
+            replay = Replay(user_id=self.user_id, after_seq=after_seq, check_horizon=True)
             last, count = await self._send_stored(replay)
-            await done(last, recovered)
+            await done(last, bool(replay.recovered))
             await self._release_held()
         return count
 

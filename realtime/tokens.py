@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,19 +31,30 @@ def token_issue(*, user: Any, name: str = "", days: int | None = 90) -> str:
 
 def token_authenticate(raw: str) -> Any | None:
     """Return the active user a valid, unexpired, unrevoked token belongs to, else None."""
-    if not raw or len(raw) > MAX_TOKEN_CHARS or not raw.startswith(TOKEN_PREFIX):
-        return None
-    token = ApiToken.objects.select_related("user").filter(digest=_digest(raw)).first()
+    return tokens_authenticate([raw])[raw]
+
+
+def tokens_authenticate(raws: Sequence[str]) -> dict[str, Any | Exception | None]:
+    """Authenticate many tokens with one query: each maps to its user, or None."""
+    result: dict[str, Any | Exception | None] = dict.fromkeys(raws)
+    digests = {
+        _digest(raw): raw
+        for raw in raws
+        if raw and len(raw) <= MAX_TOKEN_CHARS and raw.startswith(TOKEN_PREFIX)
+    }
     now = timezone.now()
-    if token is None or token.revoked_at is not None:
-        return None
-    if token.expires_at is not None and token.expires_at <= now:
-        return None
-    if not token.user.is_active:
-        return None
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    stale = []
+    for token in ApiToken.objects.select_related("user").filter(digest__in=list(digests)):
+        if token.revoked_at is not None or not token.user.is_active:
+            continue
+        if token.expires_at is not None and token.expires_at <= now:
+            continue
+        result[digests[token.digest]] = token.user
+        if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+            stale.append(token.pk)
+    if stale:
+        ApiToken.objects.filter(pk__in=stale).update(last_used_at=now)
+    return result
 
 
 def token_revoke(*, token_id: int) -> None:

@@ -117,3 +117,20 @@ def test_issue_token_for_unknown_user_without_create_fails(seeded):
 
     with pytest.raises(CommandError, match="no user named"):
         call_command("issue_token", "nobody")
+
+
+def test_many_tokens_are_checked_in_one_call(make_user):
+    from django.utils import timezone
+
+    from realtime.models import ApiToken
+    from realtime.tokens import tokens_authenticate
+
+    good, revoked, expired, inactive = (make_user() for _ in range(4))
+    token_revoke(token_id=ApiToken.objects.get(user=revoked).pk)
+    ApiToken.objects.filter(user=expired).update(expires_at=timezone.now())
+    inactive.is_active = False
+    inactive.save()
+    raws = [good.token, revoked.token, expired.token, inactive.token, "cpt_unknown", "junk", ""]
+    result = tokens_authenticate(raws)
+    assert result[good.token].pk == good.pk
+    assert [result[raw] for raw in raws[1:]] == [None] * 6

@@ -115,3 +115,16 @@ async def test_connections_per_user_are_limited(amake_user, registry, settings):
     assert (await again.receive_json_from(timeout=5))["type"] == "pong"
     await again.disconnect()
     await tabs[1].disconnect()
+
+
+async def test_simultaneous_connects_cannot_pass_the_limit_together(amake_user, registry, settings):
+    # Connects arriving at once are recorded in one transaction and counted together.
+    settings.WS_MAX_CONNECTIONS_PER_USER = 3
+    user = await amake_user()
+    sockets = await asyncio.gather(*(open_socket(user.token) for _ in range(7)))
+    firsts = await asyncio.gather(*(s.receive_json_from(timeout=5) for s in sockets))
+    kinds = sorted(f["type"] for f in firsts)
+    assert kinds == ["connection_established"] * 3 + ["error"] * 4
+    assert all(f["error"]["code"] == "rate_limited" for f in firsts if f["type"] == "error")
+    for s in sockets:
+        await s.disconnect()
