@@ -43,6 +43,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/latency_calculate.py
+	$(BIN)/python bench/sessions.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/idle_connections.py

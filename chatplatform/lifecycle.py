@@ -12,6 +12,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 
 from agents.control import CANCEL_RUN, END_SESSION, describe
 from agents.models import Run
@@ -61,6 +62,10 @@ class ProcessLifecycle:
                 asyncio.create_task(self._heartbeat_loop(), name="process-heartbeat"),
                 asyncio.create_task(self._control_loop(), name="process-control"),
             ]
+            if connection.vendor == "sqlite":
+                self._tasks.append(
+                    asyncio.create_task(self._checkpoint_loop(), name="sqlite-checkpoint")
+                )
             hook_twisted_shutdown(self)
             logger.info("process started name=%s", PROCESS_NAME)
 
@@ -105,6 +110,15 @@ class ProcessLifecycle:
             except Exception:
                 logger.exception("process housekeeping failed; retrying next beat")
 
+    async def _checkpoint_loop(self) -> None:
+        """Checkpoint SQLite's write-ahead log here, off the event writer's commits."""
+        while True:
+            await asyncio.sleep(settings.SQLITE_CHECKPOINT_SECONDS)
+            try:
+                await database_sync_to_async(sqlite_checkpoint)()
+            except Exception:
+                logger.exception("SQLite checkpoint failed; retrying")
+
     async def _control_loop(self) -> None:
         while True:
             try:
@@ -148,6 +162,12 @@ class ProcessLifecycle:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())
+
+
+def sqlite_checkpoint() -> None:
+    """Copy SQLite's write-ahead log into the database without blocking writers (PASSIVE)."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def hook_twisted_shutdown(lifecycle: ProcessLifecycle) -> None:
