@@ -13,7 +13,13 @@ from django.conf import settings
 
 from agents.batching import Batcher
 from agents.models import AgentSession
-from agents.services import ConnectionRequest, connections_open, session_end, sessions_open
+from agents.services import (
+    ConnectionRequest,
+    connections_close,
+    connections_open,
+    session_end,
+    sessions_open,
+)
 from agents.session import UserAgentSession
 from realtime.emitter import EventEmitter
 from realtime.hub import LocalHub
@@ -71,6 +77,7 @@ class AgentRegistry:
         self.session_opener: Batcher[int, AgentSession] = Batcher(sessions_open)
         self.token_checker: Batcher[str, Any] = Batcher(tokens_authenticate)
         self.connection_recorder: Batcher[ConnectionRequest, int] = Batcher(connections_open)
+        self.connection_closer: Batcher[str, None] = Batcher(connections_close)
         # This process's delivery path, shared by every user's emitter and socket.
         self.hub = LocalHub()
         self.writer = EventWriter(

@@ -405,9 +405,15 @@ def connections_open(
 
 def connection_close(*, connection_id: str) -> None:
     """Record that a WebSocket closed."""
-    Connection.objects.filter(pk=connection_id, closed_at__isnull=True).update(
+    connections_close([connection_id])
+
+
+def connections_close(connection_ids: Sequence[str]) -> dict[str, Exception | None]:
+    """Record that many WebSockets closed, in one UPDATE."""
+    Connection.objects.filter(pk__in=list(connection_ids), closed_at__isnull=True).update(
         closed_at=timezone.now()
     )
+    return dict.fromkeys(connection_ids)
 
 
 def connections_close_orphaned(*, live_processes: set[str]) -> int:

@@ -12,6 +12,7 @@ Runs on SQLite, and on PostgreSQL when it is reachable.
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -70,13 +71,25 @@ async def storm(url: str, tokens: list[str]) -> tuple[float, list[int]]:
     return time.perf_counter() - started, list(counts)
 
 
-def run_storm(env: dict[str, str], url: str, clients: int) -> tuple[float, int]:
-    """Seed `clients` users with 100 events each, then time the storm; return (s, complete)."""
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_storm(env: dict[str, str], server: Daphne, clients: int) -> tuple[float, int, float]:
+    """Seed `clients` users with 100 events each, then time the storm.
+
+    Returns (seconds, clients complete, daphne's CPU seconds meanwhile).
+    """
     prefix = f"storm{uuid.uuid4().hex[:6]}-"
     tokens = issue_tokens(env, clients, prefix=prefix)
     seed_backlog(env, [f"{prefix}{i}" for i in range(clients)], CATCH_UP, "step %d of a run")
-    seconds, counts = asyncio.run(storm(url, tokens))
-    return seconds, sum(1 for c in counts if c == CATCH_UP)
+    assert server.proc is not None
+    cpu_before = cpu_seconds(server.proc.pid)
+    seconds, counts = asyncio.run(storm(server.ws_url, tokens))
+    cpu = cpu_seconds(server.proc.pid) - cpu_before
+    return seconds, sum(1 for c in counts if c == CATCH_UP), cpu
 
 
 def run_case(label: str, clients: int, postgres: str = "") -> list[str]:
@@ -96,18 +109,18 @@ def run_case(label: str, clients: int, postgres: str = "") -> list[str]:
             seconds, count = asyncio.run(replay(server.ws_url, token, BACKLOG - CATCH_UP))
             assert count == CATCH_UP, count
             catch_up.append(seconds * 1000)
-        storm_seconds, complete = run_storm(env, server.ws_url, clients)
+        storm_seconds, complete, storm_cpu = run_storm(env, server, clients)
     q = statistics.quantiles(catch_up, n=20)
     print(
         f"{label}: replay {statistics.median(rates):,.0f} events/s; catch-up of {CATCH_UP}: "
         f"median {statistics.median(catch_up):.1f} ms, p95 {q[18]:.1f} ms; storm of {clients}: "
-        f"{storm_seconds:.2f} s, {complete} complete"
+        f"{storm_seconds:.2f} s, {complete} complete, daphne CPU {storm_cpu:.2f} s"
     )
     return [
         f"| {label} | {statistics.median(rates):,.0f} | {min(rates):,.0f} | "
         f"{statistics.median(catch_up):.1f} | {q[18]:.1f} | {storm_seconds:.2f} "
         f"({complete:,}/{clients:,} complete, "
-        f"{complete * CATCH_UP / storm_seconds:,.0f} events/s) |"
+        f"{complete * CATCH_UP / storm_seconds:,.0f} events/s) | {storm_cpu:.2f} |"
     ]
 
 
@@ -135,8 +148,9 @@ def main() -> None:
                 "`resume_complete`. Client in a separate process.",
                 "",
                 "| database | replay events/s (median) | replay events/s (worst) | "
-                f"catch-up {CATCH_UP} median ms | catch-up p95 ms | reconnect storm s |",
-                "|---|---|---|---|---|---|",
+                f"catch-up {CATCH_UP} median ms | catch-up p95 ms | reconnect storm s "
+                "| daphne CPU s in the storm |",
+                "|---|---|---|---|---|---|---|",
                 *rows,
             ]
         ),

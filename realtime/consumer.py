@@ -7,13 +7,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents.errors import ServiceError
 from agents.registry import get_registry
-from agents.services import ConnectionRequest, connection_close
+from agents.services import ConnectionRequest
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
@@ -132,7 +131,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 code,
                 extra={"user_id": self.user_id, "connection_id": self.connection_id},
             )
-            await database_sync_to_async(connection_close)(connection_id=self.connection_id)
+            await get_registry().connection_closer.submit(self.connection_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Decode one client frame and dispatch it; bad frames get an error reply."""

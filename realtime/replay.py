@@ -87,4 +87,9 @@ class Replay:
 def _first_page(
     user_id: int, after_seq: int, limit: int, through_seq: int | None
 ) -> tuple[bool, list[tuple[int, str]]]:
-    return _horizon(user_id, after_seq), _page(user_id, after_seq, limit, through_seq)
+    page = _page(user_id, after_seq, limit, through_seq)
+    last = user_last_seq(user_id=user_id)
+    if through_seq is None and len(page) < limit and len(page) == max(0, last - after_seq):
+        # The page holds every seq after the cursor: nothing was pruned (no count needed).
+        return True, page
+    return _horizon(user_id, after_seq), page
