@@ -150,10 +150,15 @@ async def test_events_emitted_during_a_replay_are_neither_lost_nor_repeated(amak
 
     live = asyncio.create_task(emit_live())
     await send(comm, {"type": "resume", "payload": {"after_seq": 0}})
+    # As docs/protocol.md asks: hold what comes before resume_complete, apply it in seq order
+    # (live events sent before the server read the resume may precede older replayed ones).
+    held = []
     while True:
         frame = await comm.receive_json_from(timeout=10)
         if frame["type"] == "resume_complete":
             break
+        held.append(frame)
+    for frame in sorted(held, key=lambda f: f["seq"]):
         client.take(frame)
     await live
     # drain whatever live frames remain queued
