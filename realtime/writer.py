@@ -8,6 +8,7 @@ batch has committed (persist before send), and its writer learns the outcome.
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,7 +75,9 @@ class EventWriter:
         # Its own thread (and database connection): event writes never wait
         # behind other database work, and other work never waits behind them.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
+        self._closed = False
         self.batches = 0
+        _writers.add(self)
 
     async def write(self, run: RunRef, event: NewEvent, called_at: float) -> dict[str, Any]:
         """Queue the event; return its envelope once it is stored and published."""
@@ -148,10 +151,24 @@ class EventWriter:
 
     def close(self) -> None:
         """Close the writer thread's database connections and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._executor.submit(connections.close_all).result()
         self._executor.shutdown(wait=True)
+
+
+# Every writer of this process, so that all can be closed at exit (and by tests,
+# before their database is dropped).
+_writers: "weakref.WeakSet[EventWriter]" = weakref.WeakSet()
+
+
+def close_writers() -> None:
+    """Close every EventWriter of this process (their threads and database connections)."""
+    for writer in list(_writers):
+        writer.close()
 
 
 def store_now(run: RunRef, events: Sequence[NewEvent]) -> list[dict[str, Any]]:

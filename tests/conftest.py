@@ -7,18 +7,33 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from agents.registry import AgentRegistry, get_registry, set_registry
 from realtime.schema import TERMINAL_TYPES
 from realtime.tokens import token_issue
+from realtime.writer import close_writers
 
 seed_module = importlib.import_module("agents.migrations.0002_seed_builtin_agents")
 seed_llm_module = importlib.import_module("agents.migrations.0007_seed_llm_agent")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def writers_closed_before_the_database_goes(django_db_setup: Any) -> Any:
+    """Close the connections of worker threads before the test database is dropped.
+
+    The event writers' threads, and asgiref's thread where Django's async ORM
+    calls (aget, async for) run without closing theirs.
+    """
+    yield
+    close_writers()
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture(autouse=True)
