@@ -186,56 +186,69 @@ def events_record(
 def _counters_bump(counts: dict[int, int]) -> dict[int, int]:
     """Reserve `counts[user]` seqs per user (in the caller's transaction); return each first seq.
 
-    The counter rows are locked in user-id order (SELECT ... FOR UPDATE where
-    the database has it; SQLite's write transaction locks the whole database),
-    then set in one UPDATE.
+    Where the database has SELECT ... FOR UPDATE (PostgreSQL) the counter rows
+    are locked in user-id order first, so concurrent batches cannot deadlock;
+    SQLite's write transaction already holds the whole database. Then one
+    UPDATE ... RETURNING bumps them all.
     """
     ids = sorted(counts)
-    locked = UserEventCounter.objects.select_for_update().order_by("user_id")
-    current = dict(locked.filter(user_id__in=ids).values_list("user_id", "last_seq"))
-    missing = [user_id for user_id in ids if user_id not in current]
+    table = connection.ops.quote_name(UserEventCounter._meta.db_table)
+    marks = ", ".join("%s" for _ in ids)
+    cases = " ".join("WHEN %s THEN %s" for _ in ids)
+    bumps = [value for user_id in ids for value in (user_id, counts[user_id])]
+    with connection.cursor() as cursor:
+        if connection.features.has_select_for_update:
+            cursor.execute(
+                f"SELECT user_id FROM {table} WHERE user_id IN ({marks}) "
+                "ORDER BY user_id FOR UPDATE",
+                ids,
+            )
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
+            f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
+            [*bumps, *ids],
+        )
+        last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
+    missing = {user_id: counts[user_id] for user_id in ids if user_id not in last}
     if missing:
+        # Users whose first event this is: their counter rows are made, then bumped.
         UserEventCounter.objects.bulk_create(
             [UserEventCounter(user_id=user_id) for user_id in missing], ignore_conflicts=True
         )
-        current.update(locked.filter(user_id__in=missing).values_list("user_id", "last_seq"))
-    table = connection.ops.quote_name(UserEventCounter._meta.db_table)
-    cases = " ".join("WHEN %s THEN %s" for _ in ids)
-    marks = ", ".join("%s" for _ in ids)
-    params: list[int] = []
-    for user_id in ids:
-        params += [user_id, current[user_id] + counts[user_id]]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET last_seq = CASE user_id {cases} END WHERE user_id IN ({marks})",
-            [*params, *ids],
-        )
-    return {user_id: current[user_id] + 1 for user_id in ids}
+        return {**{u: last[u] - counts[u] + 1 for u in last}, **_counters_bump(missing)}
+    return {user_id: last[user_id] - counts[user_id] + 1 for user_id in ids}
 
 
 EventRow = tuple[int, str, int, str, dict[str, Any], str]
+INSERT_CHUNK = 500
 
 
 def _events_insert(rows: list[EventRow], at: datetime) -> None:
-    """Insert event rows with one prepared statement (the ORM's per-object work is the cost)."""
+    """Insert event rows, up to INSERT_CHUNK a statement (the ORM's per-object work is the cost)."""
     meta = RunEvent._meta
     names = ["user", "run", "seq", "type", "payload", "frame", "created_at"]
     fields = [meta.get_field(name) for name in names]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
-    marks = ", ".join("%s" for _ in fields)
     run_pk, payload = Run._meta.pk, meta.get_field("payload")
     assert run_pk is not None
     created_at = meta.get_field("created_at").get_db_prep_save(at, connection)  # type: ignore[union-attr]
     runs: dict[str, Any] = {}
-    params = []
+    params: list[Any] = []
     for user_id, run_id, seq, event_type, data, frame in rows:
         if run_id not in runs:
             runs[run_id] = run_pk.get_db_prep_save(run_pk.to_python(run_id), connection)
         prepared = payload.get_db_prep_save(data, connection)  # type: ignore[union-attr]
-        params.append((user_id, runs[run_id], seq, event_type, prepared, frame, created_at))
-    sql = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES ({marks})"
+        params += (user_id, runs[run_id], seq, event_type, prepared, frame, created_at)
+    row_marks = "(" + ", ".join("%s" for _ in fields) + ")"
+    insert = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES "
+    width = len(fields)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        for first in range(0, len(rows), INSERT_CHUNK):
+            count = min(INSERT_CHUNK, len(rows) - first)
+            cursor.execute(
+                insert + ", ".join([row_marks] * count),
+                params[first * width : (first + count) * width],
+            )
 
 
 def event_record(
