@@ -1,6 +1,6 @@
 """Delivery rate, loss and latency: our full path beside plain Channels and a raw websockets server.
 
-Usage: python bench/delivery.py [--seconds 4] [--latency-rate 2000] [--capacity-rate 20000]
+Usage: python bench/delivery.py [--seconds 8] [--latency-rate 2000] [--capacity-rate 20000]
 
 Each server runs in its own process (daphne, or python for the raw server); this
 process holds the sockets and reads them. Ours (in-memory layer, then Redis)
@@ -292,7 +292,7 @@ def ratios(results: list[Result]) -> list[str]:
 def main() -> None:
     """Run every system through every run and write the tables and the plot."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--capacity-seconds", type=float, default=3)
     parser.add_argument("--latency-rate", type=float, default=2000)
     parser.add_argument("--capacity-rate", type=float, default=20000)
