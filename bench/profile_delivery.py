@@ -1,7 +1,8 @@
 """Where daphne's time goes under the firehose: py-spy samples, summed by thread and function.
 
 Usage: python bench/profile_delivery.py [--rate 2000] [--users 100] [--tabs 1] [--seconds 5]
-Starts our daphne (SQLite, in-memory layer), drives it as bench/delivery.py
+                                       [--redis redis://127.0.0.1:6379/0]
+Starts our daphne (SQLite, the in-memory layer or Redis), drives it as bench/delivery.py
 does, samples it with py-spy at 250 Hz, and prints the share of samples per
 thread and the functions with the most samples (on their own, and with what
 they call). Idle time shows as the event loop's select(); samples of threads
@@ -62,9 +63,12 @@ def main() -> None:
     parser.add_argument("--tabs", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--redis", default="", help="a Redis URL: profile the Redis layer")
     args = parser.parse_args()
+    layer = {"REDIS_URL": args.redis, "CHANNEL_LAYER_PREFIX": "profile"} if args.redis else {}
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with tempfile.TemporaryDirectory() as tmp, sqlite_env(WS_START_RATE_BURST="1000") as env:
+    database = sqlite_env(WS_START_RATE_BURST="1000", **layer)
+    with tempfile.TemporaryDirectory() as tmp, database as env:
         raw = Path(tmp) / "samples.txt"
         with Daphne(env) as server:
             assert server.proc is not None
@@ -90,9 +94,8 @@ def main() -> None:
             )
             per_user = max(1, round(args.rate / args.tabs / args.users))
             expected = per_user * int(args.seconds) * args.users * args.tabs
-            result = Result(
-                "ours, in-memory", args.users, args.tabs, "profiled", args.rate, expected
-            )
+            label = "ours, Redis" if args.redis else "ours, in-memory"
+            result = Result(label, args.users, args.tabs, "profiled", args.rate, expected)
             asyncio.run(ours(server.ws_url, tokens, result, args.seconds))
             row(result)
             sampler.wait()
