@@ -18,6 +18,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_
 
 from realtime.frames import EVENT_MESSAGE_TYPE
 from realtime.groups import user_group
+from realtime.layers import group_send_many
 from realtime.metrics import DELIVERY_FAILURES
 from realtime.stream import SocketStream
 from realtime.writer import StoredEvent
@@ -75,33 +76,40 @@ class LocalHub:
         """Send stored events to their users' sockets here and, if shared, to other processes.
 
         Events are handed out in the order given; other processes get one layer
-        message per user carrying that user's events in order.
+        message per user carrying that user's events in order, all of them in
+        one round trip to Redis.
         """
         per_user: dict[int, list[tuple[int, str, float]]] = {}
         for event in events:
             await self._fan_out(event.user_id, event.seq, event.text, event.called_at)
             per_user.setdefault(event.user_id, []).append((event.seq, event.text, event.called_at))
-        if self.shared and per_user:
-            await asyncio.gather(*(self._send(uid, items) for uid, items in per_user.items()))
-
-    async def _send(self, user_id: int, events: list[tuple[int, str, float]]) -> None:
-        message = {
-            "type": EVENT_MESSAGE_TYPE,
-            "user_id": user_id,
-            "events": events,
-            "origin": self.origin,
-        }
+        if not self.shared or not per_user:
+            return
+        messages = [
+            (
+                user_group(user_id),
+                {
+                    "type": EVENT_MESSAGE_TYPE,
+                    "user_id": user_id,
+                    "events": items,
+                    "origin": self.origin,
+                },
+            )
+            for user_id, items in per_user.items()
+        ]
         try:
-            await self.layer.group_send(user_group(user_id), message)
+            await group_send_many(self.layer, messages)
         except Exception:
             # The events are stored: a client that resumes still gets them. Say so loudly.
             DELIVERY_FAILURES.inc(len(events))
+            ranges = ", ".join(
+                f"user_id={uid} seq={items[0][0]}..{items[-1][0]}"
+                for uid, items in per_user.items()
+            )
             logger.exception(
-                "live delivery failed user_id=%s seq=%s..%s; events kept for resume",
-                user_id,
-                events[0][0],
-                events[-1][0],
-                extra={"user_id": user_id, "seq": events[0][0]},
+                "live delivery failed (%s); events kept for resume",
+                ranges,
+                extra={"user_id": events[0].user_id, "seq": events[0].seq},
             )
 
     async def _fan_out(self, user_id: int, seq: int, text: str, called_at: float | None) -> None:

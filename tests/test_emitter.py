@@ -147,13 +147,14 @@ def redis_layers(url):
 
     os.environ["REDIS_URL"] = url
     os.environ["CHANNEL_LAYER_PREFIX"] = f"test{uuid.uuid4().hex[:8]}"
-    try:
-        from chatplatform import settings as project_settings
+    from chatplatform import settings as project_settings
 
+    try:
         return importlib.reload(project_settings).CHANNEL_LAYERS
     finally:
         del os.environ["REDIS_URL"]
         del os.environ["CHANNEL_LAYER_PREFIX"]
+        importlib.reload(project_settings)  # leave the module as the environment says
 
 
 @pytest.mark.redis

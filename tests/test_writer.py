@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -11,6 +12,7 @@ from agents.models import RunEvent
 from agents.services import NewEvent
 from realtime.emitter import encode_frame
 from realtime.hub import LocalHub
+from realtime.layers import group_send_many
 from realtime.stream import SocketStream
 from realtime.writer import EventWriter, StoredEvent
 from tests.conftest import connect_user
@@ -238,3 +240,32 @@ async def test_enqueue_waits_once_the_queue_is_over_its_bound(amake_user):
     await asyncio.wait_for(blocked, 10)
     assert len(await stored(user.pk)) == 7
     await database_sync_to_async(writer.close)()
+
+
+async def sent_through_group_send_many(layer):
+    """Send 300 messages to 3 groups in one call; return what each group's channel received."""
+    groups = [f"user.{uuid.uuid4().int % 10**9}" for _ in range(3)]
+    channels = [await layer.new_channel() for _ in groups]
+    for group, channel in zip(groups, channels, strict=True):
+        await layer.group_add(group, channel)
+    messages = [(groups[i % 3], {"type": "agent.event", "n": i}) for i in range(300)]
+    await group_send_many(layer, messages)
+    received = []
+    for channel in channels:
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(100)]
+        received.append(got)
+    return received
+
+
+async def test_group_send_many_keeps_each_groups_order_in_memory():
+    received = await sent_through_group_send_many(get_channel_layer())
+    assert received == [list(range(k, 300, 3)) for k in range(3)]
+
+
+@pytest.mark.redis
+async def test_group_send_many_pipelined_on_redis_keeps_each_groups_order(settings):
+    settings.CHANNEL_LAYERS = redis_layers(require_redis())
+    layer = get_channel_layer()
+    received = await sent_through_group_send_many(layer)
+    assert received == [list(range(k, 300, 3)) for k in range(3)]
+    await layer.flush()
