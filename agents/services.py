@@ -35,14 +35,6 @@ PROCESS_NAME = re.sub(
 )
 
 
-def session_open(*, user_id: int) -> AgentSession:
-    """Record a new agent session for an existing user; ValueError if there is no such user."""
-    opened = sessions_open([user_id])[user_id]
-    if isinstance(opened, Exception):
-        raise opened
-    return opened
-
-
 def sessions_open(user_ids: Sequence[int]) -> dict[int, AgentSession | Exception]:
     """Record a new agent session for each user in one transaction (ValueError: no such user)."""
     wanted = sorted(set(user_ids))
@@ -62,11 +54,6 @@ def sessions_open(user_ids: Sequence[int]) -> dict[int, AgentSession | Exception
     }
     result.update(zip(found, sessions, strict=True))
     return result
-
-
-def session_touch(*, session_id: int) -> None:
-    """Mark the session as seen now."""
-    AgentSession.objects.filter(pk=session_id).update(last_seen_at=timezone.now())
 
 
 def session_end(*, session_id: int) -> None:
@@ -356,28 +343,14 @@ class ConnectionRequest:
     max_connections: int
 
 
-def connection_open(
-    *, connection_id: str, user_id: int, session_id: int, auth: str, max_connections: int
-) -> int:
-    """Record an open WebSocket within the user's limit; return the user's last seq.
-
-    Call it after the socket joined the user's group: every event with a later
-    seq then reaches the socket live.
-    """
-    request = ConnectionRequest(connection_id, user_id, session_id, auth, max_connections)
-    outcome = connections_open([request])[request]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
 def connections_open(
     requests: Sequence[ConnectionRequest],
 ) -> dict[ConnectionRequest, int | Exception]:
-    """Record many open WebSockets in one transaction (see connection_open).
+    """Record many open WebSockets in one transaction, each within its user's limit.
 
     Each gets its user's last seq, or RateLimited when its user already has
-    `max_connections` open (counting those earlier in `requests`).
+    `max_connections` open (counting those earlier in `requests`). Call it after
+    the socket is attached to its user's events: every later seq then reaches it.
     """
     users = sorted({r.user_id for r in requests})
     result: dict[ConnectionRequest, int | Exception] = {}
@@ -414,11 +387,6 @@ def connections_open(
     for r in accepted:
         result[r] = int(last.get(r.user_id, 0))
     return result
-
-
-def connection_close(*, connection_id: str) -> None:
-    """Record that a WebSocket closed."""
-    connections_close([connection_id])
 
 
 def connections_close(connection_ids: Sequence[str]) -> dict[str, Exception | None]:

@@ -61,20 +61,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if get_registry().draining:
+        registry = get_registry()
+        if registry.draining:
             # This process is stopping: the client reconnects (elsewhere) and resumes.
             await self.accept()
             await self.close(code=CLOSE_SERVICE_RESTART)
             return
         self.user_id = int(user.pk)
         self.connection_id = uuid.uuid4().hex
-        registry = get_registry()
         self.session = await registry.get_user_session(self.user_id)
         self.hub = registry.hub
         self.stream = SocketStream(
             user_id=self.user_id, send=self._send_text, on_failure=self._stream_failed
         )
-        # Attach before reading last_seq (in connection_open), so every later event
+        # Attach before reading last_seq (in connections_open), so every later event
         # reaches this socket live (held until the stream starts).
         await self.hub.attach(self.stream)
         try:

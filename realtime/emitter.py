@@ -45,8 +45,7 @@ class EventEmitter:
         are numbered in the order emit is called, across all of the user's runs.
         """
         called_at = time.time()
-        cleaned = clean_event_data(event_type, data)
-        event = NewEvent(self.user_id, run.run_id, event_type, cleaned, run_change)
+        event = self._new_event(run, event_type, data, run_change)
         envelope = await self.writer.write(run, event, called_at)
         events_emitted(event_type).inc()
         return envelope
@@ -58,7 +57,17 @@ class EventEmitter:
         events; an emit after it returns only once both are sent.
         """
         called_at = time.time()
-        cleaned = clean_event_data(event_type, data)
-        event = NewEvent(self.user_id, run.run_id, event_type, cleaned)
-        await self.writer.enqueue(run, event, called_at)
+        await self.writer.enqueue(run, self._new_event(run, event_type, data), called_at)
         events_emitted(event_type).inc()
+
+    def _new_event(
+        self,
+        run: RunRef,
+        event_type: str,
+        data: dict[str, Any],
+        run_change: dict[str, Any] | None = None,
+    ) -> NewEvent:
+        """Validate and sanitise the data (raising on bad input) into an event to store."""
+        return NewEvent(
+            self.user_id, run.run_id, event_type, clean_event_data(event_type, data), run_change
+        )

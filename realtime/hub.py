@@ -68,10 +68,6 @@ class LocalHub:
             streams.discard(stream)
         await self._sync_subscription(stream.user_id)
 
-    def sockets(self, user_id: int) -> int:
-        """Return how many sockets of the user are attached here."""
-        return len(self._streams.get(user_id, ()))
-
     async def publish(self, events: list[StoredEvent]) -> None:
         """Send stored events to their users' sockets here and, if shared, to other processes.
 
@@ -79,12 +75,13 @@ class LocalHub:
         message per user carrying that user's events in order, all of them in
         one round trip to Redis.
         """
-        per_user: dict[int, list[tuple[int, str, float]]] = {}
         for event in events:
             await self._fan_out(event.user_id, event.seq, event.text, event.called_at)
-            per_user.setdefault(event.user_id, []).append((event.seq, event.text, event.called_at))
-        if not self.shared or not per_user:
+        if not self.shared or not events:
             return
+        per_user: dict[int, list[tuple[int, str, float]]] = {}
+        for event in events:
+            per_user.setdefault(event.user_id, []).append((event.seq, event.text, event.called_at))
         messages = [
             (
                 user_group(user_id),

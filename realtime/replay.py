@@ -2,27 +2,21 @@
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 
 from agents.models import RunEvent
 from agents.selectors import count_between, events_after, frames_after, user_last_seq
-from realtime.frames import encode_frame, iso_utc
+from realtime.frames import RunRef, encode_frame, event_envelope
 
 PAGE_SIZE = 500
 
 
-def envelope_of(event: RunEvent) -> dict[str, object]:
+def envelope_of(event: RunEvent) -> dict[str, Any]:
     """Rebuild the wire envelope of a stored event."""
-    return {
-        "type": event.type,
-        "seq": event.seq,
-        "run_id": str(event.run_id),
-        "thread_id": str(event.run.thread_id),
-        "agent_name": event.run.agent.name,
-        "timestamp": iso_utc(event.created_at),
-        "data": event.payload,
-    }
+    run = RunRef(str(event.run_id), str(event.run.thread_id), event.run.agent.name)
+    return event_envelope(run, event.type, event.seq, event.created_at, event.payload)
 
 
 def _page(
@@ -42,8 +36,9 @@ def _page(
     return page
 
 
-def _horizon(user_id: int, after_seq: int) -> bool:
-    last = user_last_seq(user_id=user_id)
+def _horizon(user_id: int, after_seq: int, last: int | None = None) -> bool:
+    if last is None:
+        last = user_last_seq(user_id=user_id)
     if last <= after_seq:
         return True
     # Seqs are gapless when allocated; any hole after the cursor is a pruned event.
@@ -92,4 +87,4 @@ def _first_page(
     if through_seq is None and len(page) < limit and len(page) == max(0, last - after_seq):
         # The page holds every seq after the cursor: nothing was pruned (no count needed).
         return True, page
-    return _horizon(user_id, after_seq), page
+    return _horizon(user_id, after_seq, last), page

@@ -51,10 +51,15 @@ class _Pending:
 
     def encode(self, seq: int, created_at: datetime) -> str:
         """Build (and keep) the envelope once seq and time are known; return its frame."""
-        self.envelope = event_envelope(
-            self.run, self.event.event_type, seq, created_at, self.event.data
-        )
-        return encode_frame(self.envelope)
+        self.envelope, frame = _envelope_and_frame(self.run, self.event, seq, created_at)
+        return frame
+
+
+def _envelope_and_frame(
+    run: RunRef, event: NewEvent, seq: int, created_at: datetime
+) -> tuple[dict[str, Any], str]:
+    envelope = event_envelope(run, event.event_type, seq, created_at, event.data)
+    return envelope, encode_frame(envelope)
 
 
 Outcome = tuple[int, datetime, str] | BaseException
@@ -179,9 +184,9 @@ def store_now(run: RunRef, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
     envelopes: list[dict[str, Any]] = []
 
     def encode(index: int, seq: int, created_at: datetime) -> str:
-        event = events[index]
-        envelopes.append(event_envelope(run, event.event_type, seq, created_at, event.data))
-        return encode_frame(envelopes[-1])
+        envelope, frame = _envelope_and_frame(run, events[index], seq, created_at)
+        envelopes.append(envelope)
+        return frame
 
     events_record(events, encode=encode)
     return envelopes

@@ -163,6 +163,18 @@ async def test_stream_fills_holes_from_storage_and_never_repeats(amake_user, reg
     assert socket.failures == []
 
 
+class OfferCounting(SocketStream):
+    """A real SocketStream that also records every seq the hub offers it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.offered = []
+
+    async def offer(self, seq, text, called_at=None):
+        self.offered.append(seq)
+        await super().offer(seq, text, called_at)
+
+
 @pytest.mark.redis
 async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
     url = require_redis()
@@ -173,10 +185,12 @@ async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
     # Two hubs on the one Redis: two processes as far as delivery is concerned.
     hub_a, hub_b = LocalHub(channel_layer=layer), LocalHub(channel_layer=layer)
     writer = EventWriter(publish=hub_a.publish)
-    sockets = {}
+    sockets, streams = {}, {}
     for name, hub in (("a1", hub_a), ("a2", hub_a), ("b1", hub_b)):
         sockets[name] = Socket()
-        stream = SocketStream(user_id=user.pk, send=sockets[name].send, on_failure=print)
+        stream = streams[name] = OfferCounting(
+            user_id=user.pk, send=sockets[name].send, on_failure=print
+        )
         await hub.attach(stream)
         await stream.start(1)
     for i in range(30):
@@ -190,6 +204,10 @@ async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
     await asyncio.sleep(0.2)  # any echo of a's own events would have come back by now
     for socket in sockets.values():
         assert socket.seqs == list(range(1, 31))
+    # each hub handed each event to its sockets once: a's own events coming back
+    # from Redis were dropped by the hub, not left to the sockets' seq check
+    for stream in streams.values():
+        assert stream.offered == list(range(1, 31))
     await hub_a.close()
     await hub_b.close()
     await database_sync_to_async(writer.close)()
