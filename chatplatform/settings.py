@@ -113,40 +113,45 @@ TEMPLATES = [
     },
 ]
 
-SQLITE_PATH = env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3"))
 # 0: let SQLite checkpoint its log itself, inside commits.
 SQLITE_CHECKPOINT_SECONDS = env_float("SQLITE_CHECKPOINT_SECONDS", 1.0)
+
+
+def sqlite_database(path: str) -> dict[str, object]:
+    """Return the one SQLite configuration, however SQLite was chosen."""
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        # Keep the connection: reopening it (and its PRAGMAs) per event costs ~8 ms.
+        "CONN_MAX_AGE": None,
+        "OPTIONS": {
+            # Writers queue instead of failing with "database is locked", and
+            # WAL lets readers (replay) run while the emitter writes. Under daphne
+            # the log is checkpointed every SQLITE_CHECKPOINT_SECONDS by the
+            # process (chatplatform/lifecycle.py), not inside the event writer's
+            # commits, where its fsync stalled live events by 10+ ms.
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                f"PRAGMA wal_autocheckpoint={0 if SQLITE_CHECKPOINT_SECONDS else 1000};"
+            ),
+        },
+    }
+
+
 DATABASE_URL = env_str("DATABASE_URL", "")
-if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL,
-            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
-            conn_health_checks=True,
-        )
-    }
+_database = dj_database_url.parse(
+    DATABASE_URL or "sqlite:///" + env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+    conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
+    conn_health_checks=True,
+)
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLITE_PATH or DATABASE_URL=sqlite:///path: the same settings either way.
+    SQLITE_PATH = str(_database["NAME"])
+    DATABASES = {"default": sqlite_database(SQLITE_PATH)}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
-            # Keep the connection: reopening it (and its PRAGMAs) per event costs ~8 ms.
-            "CONN_MAX_AGE": None,
-            "OPTIONS": {
-                # Writers queue instead of failing with "database is locked", and
-                # WAL lets readers (replay) run while the emitter writes. Under daphne
-                # the log is checkpointed every SQLITE_CHECKPOINT_SECONDS by the
-                # process (chatplatform/lifecycle.py), not inside the event writer's
-                # commits, where its fsync stalled live events by 10+ ms.
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": (
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    f"PRAGMA wal_autocheckpoint={0 if SQLITE_CHECKPOINT_SECONDS else 1000};"
-                ),
-            },
-        }
-    }
+    DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

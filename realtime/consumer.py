@@ -16,6 +16,7 @@ from agents.services import ConnectionRequest
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
+from realtime.closed import SOCKET_GONE
 from realtime.frames import encode_frame, iso_utc
 from realtime.protocol import (
     Frame,
@@ -31,11 +32,20 @@ from realtime.stream import SocketStream
 
 logger = logging.getLogger(__name__)
 
+# daphne lets an application close only with 1000 or 3000-4999 (any other code
+# makes it fail the socket with 1011), so RFC 6455's codes are mirrored at 4000+.
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_MESSAGE_TOO_BIG = 1009
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TOO_MANY_SOCKETS = 4008  # 1008, policy violation: over WS_MAX_CONNECTIONS_PER_USER
+CLOSE_MESSAGE_TOO_BIG = 4009  # 1009: a frame over WS_MAX_FRAME_BYTES
+CLOSE_RESUME = 4011  # 1011: this socket's stream broke; reconnect and resume
+CLOSE_SERVICE_RESTART = 4012  # 1012: the process is stopping; reconnect (elsewhere)
+CLOSE_CODES = (
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_TOO_MANY_SOCKETS,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_RESUME,
+    CLOSE_SERVICE_RESTART,
+)
 
 
 def server_time() -> str:
@@ -48,6 +58,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     user_id: int
     session: UserAgentSession
+    # Set once the socket is closing (by us, or found closed on a send): nothing more goes out.
+    closing = False
     # No channel-layer channel per socket: events come from the process's hub
     # (one layer subscription per user per process), nothing else is sent here.
     # An alias with no configuration makes Channels skip the channel.
@@ -57,6 +69,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         """Authenticate, join the user's group and announce the connection."""
         user = self.scope.get("user")
         self.joined = False
+        self.closing = False
         if user is None or not user.is_authenticated:
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -76,8 +89,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         )
         # Attach before reading last_seq (in connections_open), so every later event
         # reaches this socket live (held until the stream starts).
-        await self.hub.attach(self.stream)
         try:
+            await self.hub.attach(self.stream)
             last_seq = await registry.connection_recorder.submit(
                 ConnectionRequest(
                     connection_id=self.connection_id,
@@ -88,10 +101,13 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 )
             )
         except ServiceError as refused:
-            await self.hub.detach(self.stream)
-            await self.accept()
-            await self.send_error(None, refused.code, refused.message)
-            await self.close(code=CLOSE_POLICY_VIOLATION)
+            await self._refuse(refused)
+            return
+        except Exception:
+            logger.exception(
+                "connecting a socket failed user_id=%s", self.user_id, extra=self._log_context()
+            )
+            await self._refuse(None)
             return
         self.joined = True
         self.session.attach()
@@ -102,7 +118,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             "socket connected user_id=%s connection_id=%s",
             self.user_id,
             self.connection_id,
-            extra={"user_id": self.user_id, "connection_id": self.connection_id},
+            extra=self._log_context(),
         )
         await self.send_frame(
             {
@@ -116,26 +132,46 @@ class AgentConsumer(AsyncWebsocketConsumer):
         # This socket's stream is gapless and increasing from here.
         await self.stream.start(last_seq + 1)
 
+    async def _refuse(self, refused: ServiceError | None) -> None:
+        """Turn the socket away after it was attached: over a limit, or a failure."""
+        self.stream.close()
+        try:
+            await self.hub.detach(self.stream)
+        except Exception:
+            logger.exception("detaching a refused socket failed", extra=self._log_context())
+        await self.accept()
+        if refused is None:
+            await self.close(code=CLOSE_RESUME)
+            return
+        await self.send_error(None, refused.code, refused.message)
+        await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+
+    def _log_context(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "connection_id": self.connection_id}
+
     async def disconnect(self, code: int) -> None:
         """Leave the user's group; the user's runs go on."""
-        if getattr(self, "joined", False):
-            self.stream.close()
+        if not getattr(self, "joined", False):
+            return
+        self.joined = False
+        self.stream.close()
+        try:
             await self.hub.detach(self.stream)
+        finally:
             self.session.detach()
-            self.joined = False
             metrics.CONNECTIONS_OPEN.dec()
             logger.info(
                 "socket closed user_id=%s connection_id=%s code=%s",
                 self.user_id,
                 self.connection_id,
                 code,
-                extra={"user_id": self.user_id, "connection_id": self.connection_id},
+                extra=self._log_context(),
             )
             await get_registry().connection_closer.submit(self.connection_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Decode one client frame and dispatch it; bad frames get an error reply."""
-        if not getattr(self, "joined", False):
+        if not getattr(self, "joined", False) or self.closing:
             return
         if text_data is None:
             size = len(bytes_data or b"")
@@ -148,7 +184,12 @@ class AgentConsumer(AsyncWebsocketConsumer):
             )
         if size > settings.WS_MAX_FRAME_BYTES:
             metrics.FRAMES_TOO_LARGE.inc()
-            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            await self.send_error(
+                None,
+                "message_too_large",
+                f"frame larger than {settings.WS_MAX_FRAME_BYTES} bytes; closing",
+            )
+            await self._close(CLOSE_MESSAGE_TOO_BIG)
             return
         request_id = None
         try:
@@ -161,6 +202,13 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.send_error(request_id or exc.request_id, exc.code, exc.message)
         except ServiceError as exc:
             await self.send_error(request_id, exc.code, exc.message, **exc.extra)
+        except Exception as exc:
+            # Not the client's fault (storage down, a bug): say so in the log, and
+            # close so that the client reconnects and resumes rather than waits.
+            logger.exception(
+                "handling a frame failed user_id=%s", self.user_id, extra=self._log_context()
+            )
+            self.stream.fail(exc)
 
     async def handle_start_agent(self, frame: Frame) -> None:
         """Start a run of the named agent."""
@@ -229,17 +277,41 @@ class AgentConsumer(AsyncWebsocketConsumer):
     }
 
     async def _send_text(self, text: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": text})
+        """Send one text frame; a socket that is already closing just stops taking them."""
+        if self.closing:
+            return
+        try:
+            await self.base_send({"type": "websocket.send", "text": text})
+        except SOCKET_GONE as exc:
+            # The client left while this frame was on its way: not an error.
+            metrics.SENDS_AFTER_CLOSE.inc()
+            logger.debug(
+                "socket already closing, frame dropped user_id=%s: %r",
+                getattr(self, "user_id", None),
+                exc,
+            )
+            self.closing = True
+            if hasattr(self, "stream"):
+                self.stream.close()
 
     def _stream_failed(self, exc: BaseException) -> None:
         # The stream can no longer be kept gapless here: the client reconnects and resumes.
+        self._closing_task = asyncio.get_running_loop().create_task(self._close(CLOSE_RESUME))
+
+    async def _close(self, code: int) -> None:
+        """Close the socket with `code`, sending nothing after."""
+        if self.closing:
+            return
+        self.closing = True
         self.stream.close()
-        task = asyncio.get_running_loop().create_task(self.close(code=CLOSE_INTERNAL_ERROR))
-        self._closing = task
+        try:
+            await self.close(code=code)
+        except SOCKET_GONE:
+            metrics.SENDS_AFTER_CLOSE.inc()
 
     async def send_frame(self, payload: dict[str, Any]) -> None:
         """Send one JSON frame."""
-        await self.send(text_data=encode_frame(payload))
+        await self._send_text(encode_frame(payload))
 
     async def send_error(
         self, request_id: str | None, code: str, message: str, **extra: Any

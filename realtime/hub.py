@@ -113,8 +113,11 @@ class LocalHub:
         for stream in tuple(self._streams.get(user_id, ())):
             try:
                 await stream.offer(seq, text, called_at)
-            except Exception:
+            except Exception as exc:
+                # This socket can no longer be trusted to be gapless: close it so
+                # that its client resumes, rather than leave it silent.
                 logger.exception("sending seq=%s to a socket failed user_id=%s", seq, user_id)
+                stream.fail(exc)
 
     async def _sync_subscription(self, user_id: int) -> None:
         """Make the layer subscription of the user match whether it has sockets here."""

@@ -45,7 +45,15 @@ PROTOCOL_ERRORS = Counter(
     "chatplatform_protocol_errors_total", "Error frames sent to clients, by code", ["code"]
 )
 FRAMES_TOO_LARGE = Counter(
-    "chatplatform_frames_too_large_total", "Sockets closed (1009) for an oversized frame"
+    "chatplatform_frames_too_large_total", "Sockets closed (4009) for an oversized frame"
+)
+SENDS_AFTER_CLOSE = Counter(
+    "chatplatform_sends_after_close_total",
+    "Frames not sent because the socket was already closing (a client left mid-send)",
+)
+STREAM_FAILURES = Counter(
+    "chatplatform_stream_failures_total",
+    "Sockets closed (4011) because their stream could not be kept gapless (client resumes)",
 )
 EMIT_TO_SOCKET = Histogram(
     "chatplatform_emit_to_socket_seconds",

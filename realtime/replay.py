@@ -54,8 +54,10 @@ class Replay:
     through_seq: int | None = None
     page_size: int = PAGE_SIZE
     check_horizon: bool = False
-    # Set with the first page when check_horizon: every event after the cursor still stored?
+    # Set with the first page when check_horizon: every event after the cursor still
+    # stored? And the user's last seq when it was read.
     recovered: bool | None = None
+    user_last_seq: int = 0
 
     async def frames(self) -> AsyncIterator[tuple[int, str]]:
         """Yield (seq, frame text) for each stored event after the cursor, in order."""
@@ -64,7 +66,9 @@ class Replay:
         while True:
             if first and self.check_horizon:
                 # One database round trip for the horizon and the first page.
-                self.recovered, page = await database_sync_to_async(_first_page)(
+                self.recovered, self.user_last_seq, page = await database_sync_to_async(
+                    _first_page
+                )(
                     self.user_id, cursor, self.page_size, self.through_seq
                 )
             else:
@@ -81,10 +85,10 @@ class Replay:
 
 def _first_page(
     user_id: int, after_seq: int, limit: int, through_seq: int | None
-) -> tuple[bool, list[tuple[int, str]]]:
+) -> tuple[bool, int, list[tuple[int, str]]]:
     page = _page(user_id, after_seq, limit, through_seq)
     last = user_last_seq(user_id=user_id)
     if through_seq is None and len(page) < limit and len(page) == max(0, last - after_seq):
         # The page holds every seq after the cursor: nothing was pruned (no count needed).
-        return True, page
-    return _horizon(user_id, after_seq, last), page
+        return True, last, page
+    return _horizon(user_id, after_seq, last), last, page
