@@ -68,9 +68,7 @@ class Replay:
                 # One database round trip for the horizon and the first page.
                 self.recovered, self.user_last_seq, page = await database_sync_to_async(
                     _first_page
-                )(
-                    self.user_id, cursor, self.page_size, self.through_seq
-                )
+                )(self.user_id, cursor, self.page_size, self.through_seq)
             else:
                 page = await database_sync_to_async(_page)(
                     self.user_id, cursor, self.page_size, self.through_seq

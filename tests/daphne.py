@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,10 @@ from pathlib import Path
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# A line of the server's log that says something went wrong (JSON or plain format).
+ERROR_LINE = re.compile(
+    r'"level": "(ERROR|CRITICAL)"|\b(ERROR|CRITICAL)\b|Traceback|Exception inside'
+)
 
 
 def project_env(**overrides: str) -> dict[str, str]:
@@ -75,9 +80,12 @@ def postgres_env(admin_url: str, **overrides: str) -> Iterator[dict[str, str]]:
 class Daphne:
     """A daphne process serving chatplatform.asgi:application on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, allow_errors: tuple[str, ...] = ()) -> None:
         self.env = env
         self.args = args
+        # Error lines a test provokes on purpose (by a phrase each contains); any other
+        # error line fails the test when the server is left (see __exit__).
+        self.allow_errors = allow_errors
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -140,9 +148,22 @@ class Daphne:
     def __enter__(self) -> "Daphne":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def error_lines(self) -> list[str]:
+        """Return the lines of the log that report an error nobody asked for."""
+        return [
+            line
+            for line in self.output().splitlines()
+            if ERROR_LINE.search(line) and not any(a in line for a in self.allow_errors)
+        ]
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
-        Path(self.log.name).unlink(missing_ok=True)
+        try:
+            if exc_type is None:
+                bad = self.error_lines()
+                assert not bad, "the server logged errors:\n" + "\n".join(bad[:10])
+        finally:
+            Path(self.log.name).unlink(missing_ok=True)
 
 
 def stored_events(

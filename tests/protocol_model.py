@@ -22,9 +22,9 @@ A failure names its seed, so `--seed N` (or PROTOCOL_MODEL_SEEDS) replays it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-import re
 import time
 import uuid
 from collections import Counter
@@ -50,7 +50,6 @@ FRAME_LIMIT = int(MODEL_LIMITS["WS_MAX_FRAME_BYTES"])
 MESSAGE_LIMIT = int(MODEL_LIMITS["WS_MAX_MESSAGE_CHARS"])
 CLOSE_TOO_LARGE = 4009
 START_REFUSALS = {"too_many_runs", "rate_limited"}
-ERROR_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|\b(ERROR|CRITICAL)\b|Traceback|Exception inside')
 
 
 class ModelViolation(AssertionError):
@@ -116,10 +115,8 @@ class Tab:
         """Send a frame; note what it should get back."""
         if expect is not None:
             self.expects.append(expect)
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):
             await self.ws.send(text)
-        except websockets.ConnectionClosed:
-            pass
 
     @property
     def frames(self) -> list[dict[str, Any]]:
@@ -381,7 +378,9 @@ class Driver:
                 ('{"type": 7}', "invalid_message"),
             ]
         )
-        await tab.send(text, Expect(None, f"garbage {text}", frozenset({"error"}), frozenset({code})))
+        await tab.send(
+            text, Expect(None, f"garbage {text}", frozenset({"error"}), frozenset({code}))
+        )
 
     async def _op_oversize(self, user: User, tab: Tab) -> None:
         tab.ended_by = "oversize"
@@ -421,7 +420,10 @@ class Driver:
                 for user in self.users
                 for tab in user.tabs
                 if tab.open and not self._caught_up(tab, stored[user.username])
-            ] + [f"{u.username} runs ended: {self._runs_ended(stored[u.username])}" for u in self.users]
+            ] + [
+                f"{u.username} runs ended: {self._runs_ended(stored[u.username])}"
+                for u in self.users
+            ]
         # Every open tab answers a last ping: all its requests are answered by then.
         for user in self.users:
             for tab in user.tabs:
@@ -465,7 +467,7 @@ class Driver:
                 except ModelViolation as exc:
                     broken.append(str(exc))
         for server in self.servers:
-            bad = [line for line in server.output().splitlines() if ERROR_LINE.search(line)]
+            bad = server.error_lines()
             if bad:
                 broken.append("the server logged errors:\n" + "\n".join(bad[:10]))
         if self.unsettled:

@@ -112,13 +112,13 @@ async def test_drain_lets_short_runs_finish_and_interrupts_long_ones(
     await comm.disconnect()
 
 
-async def test_new_connections_are_turned_away_with_1012_while_draining(amake_user, registry):
+async def test_new_connections_are_turned_away_with_4012_while_draining(amake_user, registry):
     from tests.conftest import open_socket
 
     user = await amake_user()
     registry.draining = True
     comm = await open_socket(user.token)
-    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 1012}
+    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4012}
 
 
 async def test_control_message_cancels_a_local_run(amake_user, registry, lifecycle):

@@ -107,7 +107,7 @@ async def test_connections_per_user_are_limited(amake_user, registry, settings):
     extra = await open_socket(user.token)
     refused = await extra.receive_json_from(timeout=5)
     assert refused["type"] == "error" and refused["error"]["code"] == "rate_limited"
-    assert await extra.receive_output(timeout=5) == {"type": "websocket.close", "code": 1008}
+    assert await extra.receive_output(timeout=5) == {"type": "websocket.close", "code": 4008}
     await tabs[0].disconnect()
     again = await open_socket(user.token)
     assert (await again.receive_json_from(timeout=5))["type"] == "connection_established"

@@ -243,12 +243,16 @@ async def test_message_too_large(amake_user, registry, settings):
     await comm.disconnect()
 
 
-async def test_frame_over_the_size_limit_closes_1009(amake_user, registry, settings):
+async def test_frame_over_the_size_limit_is_answered_then_closed_4009(
+    amake_user, registry, settings
+):
     settings.WS_MAX_FRAME_BYTES = 1024
     comm, _ = await connect_user(await amake_user())
     await comm.send_to(text_data=json.dumps({"type": "ping", "pad": "é" * 600}))
+    refused = await comm.receive_json_from(timeout=5)
+    assert refused["type"] == "error" and refused["error"]["code"] == "message_too_large"
     closed = await comm.receive_output(timeout=5)
-    assert closed == {"type": "websocket.close", "code": 1009}
+    assert closed == {"type": "websocket.close", "code": 4009}
 
 
 async def test_user_message_runs_the_default_agent(amake_user, registry):

@@ -65,7 +65,9 @@ async def test_model_two_processes_sharing_redis_and_postgres(seed, report):
     redis_url, pg_url = require_redis(), require_postgres()
     prefix = f"model{uuid.uuid4().hex[:8]}"
     with (
-        postgres_env(pg_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS) as env,
+        postgres_env(
+            pg_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS
+        ) as env,
         Daphne(env) as first,
         Daphne(env) as second,
     ):
