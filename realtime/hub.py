@@ -68,6 +68,10 @@ class LocalHub:
             streams.discard(stream)
         await self._sync_subscription(stream.user_id)
 
+    def streams_of(self, user_id: int) -> tuple[SocketStream, ...]:
+        """Return the streams of the user's sockets this hub routes events to."""
+        return tuple(self._streams.get(user_id, ()))
+
     async def publish(self, events: list[StoredEvent]) -> None:
         """Send stored events to their users' sockets here and, if shared, to other processes.
 

@@ -19,6 +19,11 @@ pytestmark = pytest.mark.e2e
 
 CHAOS_SEED = 20261125
 CHAOS_CYCLES = 60
+REDIS_OUTAGE_ERRORS = (
+    "live delivery failed",
+    "Unexpected exception in receive task",
+    "reading the channel layer failed",
+)
 RELAXED = {
     "WS_START_RATE_PER_SECOND": "100",
     "WS_START_RATE_BURST": "100",
@@ -147,7 +152,8 @@ async def test_redis_restart_mid_run_loses_nothing_and_live_delivery_comes_back(
     redis = start_redis(port)
     try:
         with sqlite_env(REDIS_URL=f"redis://127.0.0.1:{port}/0", **RELAXED) as env:
-            with Daphne(env) as server:
+            # The outage is an error worth logging; nothing else is.
+            with Daphne(env, allow_errors=REDIS_OUTAGE_ERRORS) as server:
                 username, token = new_user(env)
                 client = AgentClient(server.ws_url, token)
                 await client.connect()
@@ -190,6 +196,7 @@ async def test_killed_process_run_ends_interrupted_and_the_client_learns_it():
             stored = stored_events(env, username)
             await client.close()
         first.stop()
+    assert not first.error_lines()
     assert seen(client.events) == stored
     assert client.events[-1]["type"] == "agent_error"
     assert client.events[-1]["data"]["error"]["code"] == "interrupted"
@@ -214,6 +221,7 @@ async def test_sigterm_interrupts_runs_after_the_grace_period():
             stored = stored_events(env, username)
             await client.close()
         server.stop()
+    assert not server.error_lines()
     assert seen(client.events) == stored
     ends = {
         e["run_id"]: e for e in client.events if e["type"] in ("agent_completed", "agent_error")

@@ -1,0 +1,198 @@
+"""What the delivery path does when something fails: never a silent socket, never a leak."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import OperationalError
+from prometheus_client import REGISTRY
+
+from realtime import stream as stream_module
+from realtime.closed import SOCKET_GONE
+from realtime.frames import encode_frame
+from realtime.stream import SocketStream
+from tests.conftest import connect_user, send, start
+from tests.test_emitter import make_run as amake_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Socket:
+    """A SocketStream's sending end recording what it was given, and failures."""
+
+    def __init__(self):
+        self.seqs = []
+        self.failures = []
+
+    async def send(self, text):
+        self.seqs.append(json.loads(text)["seq"])
+
+
+async def emitted(session, ref, count):
+    frames = {}
+    for i in range(count):
+        envelope = await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
+        frames[envelope["seq"]] = encode_frame(envelope)
+    return frames
+
+
+async def settle(stream, next_seq):
+    for _ in range(200):
+        if stream.next_seq == next_seq:
+            return
+        await asyncio.sleep(0.01)
+
+
+def metric(name):
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_events_held_during_a_pause_go_out_when_its_body_raises(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    frames = await emitted(session, await amake_run(user), 3)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.start(1)
+    with pytest.raises(RuntimeError):
+        async with stream.paused():
+            await stream.offer(1, frames[1])
+            raise RuntimeError("the request was refused")
+    await stream.offer(2, frames[2])
+    await stream.offer(3, frames[3])
+    assert socket.seqs == [1, 2, 3]
+    assert socket.failures == []
+
+
+async def test_an_event_held_with_nobody_to_release_it_is_released(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    frames = await emitted(session, await amake_run(user), 2)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.start(1)
+    stream._held.append((1, frames[1], None))  # left behind by a bug elsewhere
+    await stream.offer(2, frames[2])
+    await settle(stream, 3)
+    assert socket.seqs == [1, 2]
+
+
+async def test_a_failed_gap_fill_closes_the_socket_so_that_it_resumes(
+    amake_user, registry, monkeypatch
+):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    frames = await emitted(session, await amake_run(user), 3)
+
+    async def storage_down(self):
+        raise OperationalError("database is gone")
+        yield  # an async generator, like the real one
+
+    monkeypatch.setattr(stream_module.Replay, "frames", storage_down)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.start(1)
+    failures_before = metric("chatplatform_stream_failures_total")
+    await stream.offer(3, frames[3])  # 1 and 2 are missing: filled from storage, which fails
+    for _ in range(200):
+        if socket.failures:
+            break
+        await asyncio.sleep(0.01)
+    assert [type(f) for f in socket.failures] == [OperationalError]
+    assert stream.closed and socket.seqs == []
+    assert metric("chatplatform_stream_failures_total") == failures_before + 1
+    await stream.offer(1, frames[1])  # nothing more goes to a failed stream
+    assert socket.seqs == []
+
+
+async def test_a_failed_gap_fill_closes_a_real_socket_with_4011(amake_user, registry, monkeypatch):
+    from agents.services import event_record
+
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    ref = await amake_run(user)
+    comm, hello = await connect_user(user)
+    # stored but never published (a layer outage): the next event shows a hole
+    await database_sync_to_async(event_record)(
+        user_id=user.pk, run_id=ref.run_id, event_type="partial_result", data={"delta": "lost"}
+    )
+
+    async def storage_down(self):
+        raise OperationalError("database is gone")
+        yield
+
+    monkeypatch.setattr(stream_module.Replay, "frames", storage_down)
+    await session.emitter.emit(ref, "partial_result", {"delta": "next"})
+    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4011}
+    assert hello["last_seq"] == 0
+
+
+async def test_a_closed_socket_is_detached_from_the_hub(amake_user, registry):
+    user = await amake_user()
+    first, _ = await connect_user(user)
+    second, _ = await connect_user(user)
+    assert len(registry.hub.streams_of(user.pk)) == 2
+    await first.disconnect()
+    assert len(registry.hub.streams_of(user.pk)) == 1
+    await second.disconnect()
+    assert registry.hub.streams_of(user.pk) == ()
+    assert registry.peek(user.pk).connections == 0
+
+
+async def test_a_send_to_a_socket_already_closing_is_counted_not_raised(amake_user, registry):
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    consumer_stream = registry.hub.streams_of(user.pk)[0]
+    gone = SOCKET_GONE[-1]
+
+    async def closing(text):
+        raise gone("Attempt to send on a closed protocol")
+
+    before = metric("chatplatform_sends_after_close_total")
+    consumer_send = consumer_stream._send
+    consumer = consumer_send.__self__
+    consumer.base_send = lambda message: closing(message)
+    ref = await amake_run(user)
+    session = registry.peek(user.pk)
+    await session.emitter.emit(ref, "partial_result", {"delta": "into the void"})
+    await session.emitter.emit(ref, "partial_result", {"delta": "not even tried"})
+    assert metric("chatplatform_sends_after_close_total") == before + 1
+    assert consumer_stream.closed and consumer.closing
+    await comm.disconnect()
+    assert registry.hub.streams_of(user.pk) == ()
+
+
+async def test_a_resume_cursor_past_the_last_event_skips_nothing_later(amake_user, registry):
+    user = await amake_user()
+    comm, hello = await connect_user(user)
+    await send(comm, {"type": "resume", "request_id": "far", "payload": {"after_seq": 1000}})
+    done = await comm.receive_json_from(timeout=5)
+    assert done["type"] == "resume_complete" and done["last_seq"] == hello["last_seq"]
+    accepted = await start(comm, "calculate 6*7")
+    first = await comm.receive_json_from(timeout=5)
+    assert first["run_id"] == accepted["run_id"] and first["seq"] == hello["last_seq"] + 1
+    await comm.disconnect()
+
+
+async def test_a_fan_out_failure_closes_that_socket_and_spares_the_others(
+    amake_user, registry, monkeypatch
+):
+    user = await amake_user()
+    broken, _ = await connect_user(user)
+    healthy, _ = await connect_user(user)
+    victim = registry.hub.streams_of(user.pk)[0]
+
+    async def explode(seq, text, called_at=None):
+        raise ValueError("a bug in offer")
+
+    monkeypatch.setattr(victim, "offer", explode)
+    ref = await amake_run(user)
+    await registry.peek(user.pk).emitter.emit(ref, "partial_result", {"delta": "x"})
+    outputs = [await c.receive_output(timeout=5) for c in (broken, healthy)]
+    closes = [o for o in outputs if o["type"] == "websocket.close"]
+    sends = [o for o in outputs if o["type"] == "websocket.send"]
+    assert closes == [{"type": "websocket.close", "code": 4011}]
+    assert len(sends) == 1 and json.loads(sends[0]["text"])["data"] == {"delta": "x"}
+    await broken.disconnect()
+    await healthy.disconnect()
