@@ -6,6 +6,7 @@ Defaults give a self-contained process: SQLite and the in-memory channel layer.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -117,7 +118,7 @@ TEMPLATES = [
 SQLITE_CHECKPOINT_SECONDS = env_float("SQLITE_CHECKPOINT_SECONDS", 1.0)
 
 
-def sqlite_database(path: str) -> dict[str, object]:
+def sqlite_database(path: str) -> dict[str, Any]:
     """Return the one SQLite configuration, however SQLite was chosen."""
     return {
         "ENGINE": "django.db.backends.sqlite3",
@@ -151,7 +152,7 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     SQLITE_PATH = str(_database["NAME"])
     DATABASES = {"default": sqlite_database(SQLITE_PATH)}
 else:
-    DATABASES = {"default": _database}
+    DATABASES = {"default": dict(_database)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

@@ -1,4 +1,4 @@
-"""Every close code the server sends, checked against daphne (it refuses codes outside 1000 and 3000-4999)."""
+"""Every close code the server sends, checked against daphne (1000 or 3000-4999 only)."""
 
 import asyncio
 import json
