@@ -210,7 +210,7 @@ class RunAdmin(ReadOnlyAdmin):
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         """Ask each run's process to cancel it, as stop_agent does."""
         layer = get_channel_layer()
-        active = queryset.filter(status__in=(Run.Status.QUEUED, Run.Status.RUNNING))
+        active = queryset.filter(status__in=Run.ACTIVE)
         count = 0
         for run in active:
             async_to_sync(request_run_cancel)(

@@ -1,13 +1,17 @@
 """Control messages between server processes: cancel a run, end a session."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from channels.layers import BaseChannelLayer
 
-from realtime.groups import process_group
-
 CANCEL_RUN = "run.cancel"
 END_SESSION = "session.end"
+
+
+def process_group(process_name: str) -> str:
+    """Return the control group of one server process (cross-process cancels)."""
+    return f"process.{process_name}"[:99]
 
 
 async def request_run_cancel(
@@ -28,6 +32,23 @@ async def request_session_end(
         process_group(process),
         {"type": END_SESSION, "user_id": user_id, "session_id": session_id},
     )
+
+
+@dataclass(frozen=True)
+class ProcessControl:
+    """Sends control messages to other processes through the channel layer."""
+
+    layer: BaseChannelLayer
+
+    def __post_init__(self) -> None:
+        if self.layer is None:
+            raise ValueError("cross-process control needs a channel layer")
+
+    async def cancel_run(self, *, process: str, run_id: str, user_id: int, reason: str) -> None:
+        """Ask the process running a run to cancel it."""
+        await request_run_cancel(
+            self.layer, process=process, run_id=run_id, user_id=user_id, reason=reason
+        )
 
 
 def describe(message: dict[str, Any]) -> str:

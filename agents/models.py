@@ -106,6 +106,7 @@ class Run(models.Model):
         CANCELLED = "cancelled"
         INTERRUPTED = "interrupted"
 
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

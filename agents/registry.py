@@ -12,20 +12,13 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agents.batching import Batcher
+from agents.control import ProcessControl
+from agents.events.emitter import EventEmitter
+from agents.events.writer import EventWriter
+from agents.metrics import SESSIONS
 from agents.models import AgentSession
-from agents.services import (
-    ConnectionRequest,
-    connections_close,
-    connections_open,
-    session_end,
-    sessions_open,
-)
+from agents.services import session_end, sessions_open
 from agents.session import UserAgentSession
-from realtime.emitter import EventEmitter
-from realtime.hub import LocalHub
-from realtime.metrics import SESSIONS
-from realtime.tokens import tokens_authenticate
-from realtime.writer import EventWriter
 
 logger = logging.getLogger(__name__)
 
@@ -47,44 +40,37 @@ def parse_user_id(user_id: Any) -> int:
     return value
 
 
-async def build_user_session(user_id: int) -> UserAgentSession:
-    """Create a user's session together with its EventEmitter: the only way to make one."""
-    registry = get_registry()
-    # Many users' first connections at once: their sessions are recorded together.
-    row = await registry.session_opener.submit(user_id)
-    emitter = EventEmitter(
-        user_id=user_id, writer=registry.writer, channel_layer=registry.hub.layer
-    )
-    return UserAgentSession(
-        user_id=user_id,
-        session_id=row.pk,
-        emitter=emitter,
-        max_concurrent_runs=settings.AGENT_MAX_CONCURRENT_RUNS,
-    )
+class UserSessionFactory:
+    """Builds a user's session together with its EventEmitter: the only way to make one."""
+
+    def __init__(self, *, writer: EventWriter, control: ProcessControl) -> None:
+        self.writer = writer
+        self.control = control
+        # Many users' first connections at once: their sessions are recorded together.
+        self.opener: Batcher[int, AgentSession] = Batcher(sessions_open)
+
+    async def __call__(self, user_id: int) -> UserAgentSession:
+        """Record the user's session and return it, wired to the process's writer."""
+        row = await self.opener.submit(user_id)
+        return UserAgentSession(
+            user_id=user_id,
+            session_id=row.pk,
+            emitter=EventEmitter(user_id=user_id, writer=self.writer),
+            control=self.control,
+            max_concurrent_runs=settings.AGENT_MAX_CONCURRENT_RUNS,
+        )
 
 
 class AgentRegistry:
     """Hands out each user's session, creating it once under a per-user lock."""
 
-    def __init__(self, *, session_factory: SessionFactory = build_user_session) -> None:
+    def __init__(self, *, session_factory: SessionFactory) -> None:
         self._factory = session_factory
         self._sessions: dict[int, UserAgentSession] = {}
         # Per-user creation locks: one slow creation never holds up other users.
         self._locks: dict[int, asyncio.Lock] = {}
         # Set when the process is stopping: no new connections or runs are taken.
         self.draining = False
-        # Work many sockets connecting at once share: one database call per batch.
-        self.session_opener: Batcher[int, AgentSession] = Batcher(sessions_open)
-        self.token_checker: Batcher[str, Any] = Batcher(tokens_authenticate)
-        self.connection_recorder: Batcher[ConnectionRequest, int] = Batcher(connections_open)
-        self.connection_closer: Batcher[str, None] = Batcher(connections_close)
-        # This process's delivery path, shared by every user's emitter and socket.
-        self.hub = LocalHub()
-        self.writer = EventWriter(
-            publish=self.hub.publish,
-            max_batch=settings.EVENT_WRITER_MAX_BATCH,
-            max_queue=settings.EVENT_WRITER_MAX_QUEUE,
-        )
 
     async def get_user_session(self, user_id: Any) -> UserAgentSession:
         """Return the user's session, creating it (with its emitter) on first use."""
@@ -155,11 +141,6 @@ class AgentRegistry:
         """End every session (on process exit)."""
         for uid in list(self._sessions):
             await self.cleanup_user_session(uid, cancel_runs=True)
-        await self.hub.close()
-
-    def close(self) -> None:
-        """Release the writer's thread and database connection."""
-        self.writer.close()
 
     def stats(self) -> dict[str, int]:
         """Return session, connection and run counts for metrics."""
@@ -171,23 +152,4 @@ class AgentRegistry:
         }
 
 
-_registry: AgentRegistry | None = None
-
-
-def get_registry() -> AgentRegistry:
-    """Return this process's registry."""
-    global _registry
-    if _registry is None:
-        _registry = AgentRegistry()
-    return _registry
-
-
-def set_registry(registry: AgentRegistry | None) -> None:
-    """Replace this process's registry (tests start each case with a fresh one)."""
-    global _registry
-    if _registry is not None and _registry is not registry:
-        _registry.close()
-    _registry = registry
-
-
-__all__ = ["AgentRegistry", "build_user_session", "get_registry", "parse_user_id"]
+__all__ = ["AgentRegistry", "UserSessionFactory", "parse_user_id"]

@@ -5,7 +5,7 @@ import uuid
 from django.db.models import QuerySet
 
 from agents.errors import UnknownAgent
-from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
+from agents.models import Agent, Run, RunEvent, Thread
 
 
 def agent_get_enabled(*, name: str) -> Agent:
@@ -16,50 +16,13 @@ def agent_get_enabled(*, name: str) -> Agent:
     return agent
 
 
-def user_last_seq(*, user_id: int) -> int:
-    """Return the seq of the user's latest event (0 if none)."""
-    value = (
-        UserEventCounter.objects.filter(user_id=user_id).values_list("last_seq", flat=True).first()
-    )
-    return int(value or 0)
-
-
-def _after(user_id: int, seq: int, through_seq: int | None) -> QuerySet[RunEvent]:
-    """The user's events with seq > `seq` (and <= through_seq), in seq order."""
-    events = RunEvent.objects.filter(user_id=user_id, seq__gt=seq)
-    if through_seq is not None:
-        events = events.filter(seq__lte=through_seq)
-    return events.order_by("seq")
-
-
-def events_after(
-    *, user_id: int, seq: int, limit: int = 500, through_seq: int | None = None
-) -> QuerySet[RunEvent]:
-    """Return up to `limit` of the user's events with seq > `seq` (and <= through_seq), in order."""
-    return _after(user_id, seq, through_seq).select_related("run__agent")[:limit]
-
-
-def frames_after(
-    *, user_id: int, seq: int, limit: int = 500, through_seq: int | None = None
-) -> list[tuple[int, str]]:
-    """Return (seq, stored frame) of up to `limit` of the user's events after `seq`, in order."""
-    return list(_after(user_id, seq, through_seq).values_list("seq", "frame")[:limit])
-
-
-def count_between(*, user_id: int, after_seq: int, through_seq: int) -> int:
-    """Count the user's stored events with after_seq < seq <= through_seq."""
-    return RunEvent.objects.filter(user_id=user_id, seq__gt=after_seq, seq__lte=through_seq).count()
-
-
 def run_get_active(*, user_id: int, run_id: str) -> Run | None:
     """Return the user's queued or running run with that id, or None."""
     try:
         pk = uuid.UUID(str(run_id))
     except ValueError:
         return None
-    return Run.objects.filter(
-        pk=pk, user_id=user_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING)
-    ).first()
+    return Run.objects.filter(pk=pk, user_id=user_id, status__in=Run.ACTIVE).first()
 
 
 def threads_for_user(*, user_id: int, limit: int = 50) -> list[dict[str, object]]:
@@ -122,3 +85,34 @@ def thread_history(
         kept[:0] = [{"role": "user", "content": message}, {"role": "assistant", "content": result}]
         used += cost
     return kept
+
+
+def runs_active_count(*, user_id: int, exclude: list[str]) -> int:
+    """Count the user's queued or running runs in any process, leaving out `exclude`."""
+    return (
+        Run.objects.filter(user_id=user_id, status__in=Run.ACTIVE).exclude(pk__in=exclude).count()
+    )
+
+
+def run_active_in_thread(*, user_id: int, thread_id: str, exclude: list[str]) -> Run | None:
+    """Return a queued or running run of the user's thread not in `exclude`, if any."""
+    return (
+        Run.objects.filter(
+            user_id=user_id,
+            thread_id=thread_id,
+            status__in=Run.ACTIVE,
+        )
+        .exclude(pk__in=exclude)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def run_is_active(*, run_id: str) -> bool:
+    """Tell whether a run is still queued or running."""
+    return Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).exists()
+
+
+def run_has_events(*, run_id: str) -> bool:
+    """Tell whether any event of the run is stored."""
+    return RunEvent.objects.filter(run_id=run_id).exists()

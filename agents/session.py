@@ -12,12 +12,14 @@ from typing import Any, Literal
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from agents.control import request_run_cancel
+from agents.control import ProcessControl
 from agents.errors import (
     InvalidRequest,
     MessageTooLarge,
     NotFound,
 )
+from agents.events.emitter import EventEmitter, RunRef
+from agents.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
 from agents.models import Run
 from agents.runtime.base import (
     Agent,
@@ -27,13 +29,8 @@ from agents.runtime.base import (
     load_agent_class,
 )
 from agents.runtime.tools import ToolDispatcher
-from agents.selectors import agent_get_enabled, run_get_active
-from agents.services import (
-    run_admit,
-    run_is_active,
-)
-from realtime.emitter import EventEmitter, RunRef
-from realtime.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
+from agents.selectors import agent_get_enabled, run_get_active, run_is_active
+from agents.services import LocalRuns, RunDraft, RunLimits, run_admit
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +97,7 @@ class UserAgentSession:
         user_id: int,
         session_id: int,
         emitter: EventEmitter,
+        control: ProcessControl,
         max_concurrent_runs: int,
     ) -> None:
         if not isinstance(emitter, EventEmitter):
@@ -107,6 +105,7 @@ class UserAgentSession:
         self.user_id = user_id
         self.session_id = session_id
         self._emitter = emitter
+        self._control = control
         self.max_concurrent_runs = max_concurrent_runs
         self._runs: dict[str, ActiveRun] = {}
         self._thread_tail: dict[str, asyncio.Task[None]] = {}
@@ -164,22 +163,22 @@ class UserAgentSession:
         self.touch()
         async with self._start_lock:
             run, admission = await self._admit(
-                thread_id,
-                on_busy,
-                create={
-                    "session_id": self.session_id,
-                    "agent": row,
-                    "message": message,
-                    "options": clean_options,
-                    "request_id": request_id,
-                },
+                RunDraft(
+                    user_id=self.user_id,
+                    session_id=self.session_id,
+                    agent=row,
+                    thread_id=thread_id,
+                    message=message,
+                    options=clean_options,
+                    request_id=request_id,
+                    on_busy=on_busy,
+                )
             )
             ref = RunRef(run_id=str(run.id), thread_id=str(run.thread_id), agent_name=row.name)
             for active in admission.interrupted:
                 self._cancel(active, INTERRUPT_REASON)
             if admission.remote is not None and on_busy == "interrupt":
-                await request_run_cancel(
-                    self._emitter.channel_layer,
+                await self._control.cancel_run(
                     process=admission.remote.process,
                     run_id=str(admission.remote.pk),
                     user_id=self.user_id,
@@ -210,25 +209,25 @@ class UserAgentSession:
             self._thread_tail[ref.thread_id] = task
         return ref
 
-    async def _admit(
-        self, thread_id: str | None, on_busy: str, create: dict[str, Any]
-    ) -> tuple[Run, Admission]:
+    async def _admit(self, draft: RunDraft) -> tuple[Run, Admission]:
         """Apply on_busy, the run limit and the start rate across processes; create the run."""
+        thread_id = draft.thread_id
         previous = self._thread_tail.get(thread_id) if thread_id else None
         if previous is not None and previous.done():
             previous = None
-        interrupted = self._runs_in_thread(thread_id) if on_busy == "interrupt" else []
+        interrupted = self._runs_in_thread(thread_id) if draft.on_busy == "interrupt" else []
         run, remote = await database_sync_to_async(run_admit)(
-            user_id=self.user_id,
-            thread_id=thread_id,
-            on_busy=on_busy,
-            local_run_ids=list(self._runs),
-            local_busy=previous is not None,
-            local_leaving=len(interrupted),
-            max_runs=self.max_concurrent_runs,
-            rate=settings.WS_START_RATE_PER_SECOND,
-            burst=settings.WS_START_RATE_BURST,
-            create=create,
+            draft,
+            local=LocalRuns(
+                run_ids=list(self._runs),
+                thread_busy=previous is not None,
+                leaving=len(interrupted),
+            ),
+            limits=RunLimits(
+                max_runs=self.max_concurrent_runs,
+                rate=settings.WS_START_RATE_PER_SECOND,
+                burst=settings.WS_START_RATE_BURST,
+            ),
         )
         return run, Admission(previous=previous, remote=remote, interrupted=interrupted)
 
@@ -242,8 +241,7 @@ class UserAgentSession:
         if run is None:
             raise NotFound("no queued or running run with that id")
         # The run lives in another process: ask it, through its control group.
-        await request_run_cancel(
-            self._emitter.channel_layer,
+        await self._control.cancel_run(
             process=run.process,
             run_id=str(run.pk),
             user_id=self.user_id,

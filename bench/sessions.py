@@ -29,7 +29,8 @@ def child(users: int, repeat: int) -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
-    from agents.registry import AgentRegistry, set_registry
+    from agents.registry import AgentRegistry
+    from chatplatform.process import build_process
 
     timings = []
     for round_ in range(repeat):
@@ -42,8 +43,8 @@ def child(users: int, repeat: int) -> None:
             if created[0].pk
             else list(model.objects.order_by("-pk").values_list("pk", flat=True)[:users])
         )
-        registry = AgentRegistry()
-        set_registry(registry)
+        process = build_process()
+        registry = process.registry
 
         async def create_all(registry: AgentRegistry = registry, ids: list[int] = ids) -> float:
             started = time.perf_counter()
@@ -54,7 +55,7 @@ def child(users: int, repeat: int) -> None:
             return elapsed
 
         timings.append(asyncio.run(create_all()))
-        set_registry(None)
+        process.close()
     print(json.dumps(timings))
 
 

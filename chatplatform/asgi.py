@@ -9,24 +9,15 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatplatform.settings")
 
 # Django must be set up before anything imports models.
-django_asgi_app = get_asgi_application()
+get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from chatplatform.lifecycle import LifecycleMiddleware, get_lifecycle  # noqa: E402
+from chatplatform.process import build_application, build_process  # noqa: E402
 from realtime import backpressure  # noqa: E402
-from realtime.auth import websocket_stack  # noqa: E402
-from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = LifecycleMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
-        }
-    )
-)
+process = build_process()
+application = build_application(process)
 
 # The event writer's thread and the event loop share the GIL; Python's default
 # 5 ms switch interval makes the loop wait that long behind a batch being
@@ -42,4 +33,4 @@ if "daphne.server" in sys.modules:
 if settings.PROCESS_LIFECYCLE_AUTOSTART and "twisted.internet.reactor" in sys.modules:
     from twisted.internet import reactor
 
-    reactor.callWhenRunning(lambda: asyncio.ensure_future(get_lifecycle().start()))  # type: ignore[attr-defined]
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(process.lifecycle.start()))  # type: ignore[attr-defined]

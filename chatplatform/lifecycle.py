@@ -10,24 +10,25 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.db import connection
 
-from agents.control import CANCEL_RUN, END_SESSION, describe
+from agents.control import CANCEL_RUN, END_SESSION, describe, process_group
+from agents.events.emitter import EventEmitter, RunRef
+from agents.events.writer import EventWriter
+from agents.metrics import RUNS_FINISHED
 from agents.models import Run
-from agents.registry import get_registry
+from agents.registry import AgentRegistry
+from agents.selectors import run_has_events
 from agents.services import (
     PROCESS_NAME,
     dead_processes_sweep,
     process_beat,
     process_stop,
     run_claim_interrupted,
-    run_has_events,
 )
-from realtime.emitter import RunRef
-from realtime.groups import process_group
-from realtime.metrics import RUNS_FINISHED
+from realtime.hub import LocalHub
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,18 @@ SHUTDOWN_MESSAGE = "the server is restarting; the run was interrupted"
 class ProcessLifecycle:
     """Starts and stops the background work of one server process."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        registry: AgentRegistry,
+        writer: EventWriter,
+        layer: BaseChannelLayer,
+        hub: LocalHub,
+    ) -> None:
+        self.registry = registry
+        self.writer = writer
+        self.layer = layer
+        self.hub = hub
         self.started = False
         self.stopped = False
         self._start_lock = asyncio.Lock()
@@ -90,7 +102,8 @@ class ProcessLifecycle:
         )
         if not claimed:
             return False  # another process got there first
-        emitter = (await get_registry().get_user_session(run.user_id)).emitter
+        # The user may have no session here: the orphan's events need only an emitter.
+        emitter = EventEmitter(user_id=run.user_id, writer=self.writer)
         ref = RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name)
         if not await database_sync_to_async(run_has_events)(run_id=str(run.pk)):
             await emitter.emit(ref, "agent_started", {"message": run.message})
@@ -106,7 +119,7 @@ class ProcessLifecycle:
                 await database_sync_to_async(process_beat)()
                 if time.monotonic() - self._last_sweep >= settings.PROCESS_SWEEP_SECONDS:
                     await self.sweep_orphans()
-                    await get_registry().sweep_idle(ttl_seconds=settings.SESSION_IDLE_TTL_SECONDS)
+                    await self.registry.sweep_idle(ttl_seconds=settings.SESSION_IDLE_TTL_SECONDS)
             except Exception:
                 logger.exception("process housekeeping failed; retrying next beat")
 
@@ -122,8 +135,7 @@ class ProcessLifecycle:
     async def _control_loop(self) -> None:
         while True:
             try:
-                layer = get_channel_layer()
-                assert layer is not None
+                layer = self.layer
                 channel = await layer.new_channel()
                 await layer.group_add(process_group(PROCESS_NAME), channel)
                 while True:
@@ -136,7 +148,7 @@ class ProcessLifecycle:
 
     async def _on_control(self, message: dict[str, Any]) -> None:
         logger.info("control message %s", describe(message))
-        registry = get_registry()
+        registry = self.registry
         session = registry.peek(int(message["user_id"]))
         if session is None:
             return
@@ -152,11 +164,12 @@ class ProcessLifecycle:
         self.stopped = True
         grace = settings.AGENT_SHUTDOWN_GRACE_SECONDS
         logger.info("process stopping name=%s grace=%ss", PROCESS_NAME, grace)
-        left = await get_registry().drain(grace_seconds=grace, reason=SHUTDOWN_MESSAGE)
+        left = await self.registry.drain(grace_seconds=grace, reason=SHUTDOWN_MESSAGE)
         if left:
             logger.warning("interrupted %s runs still going after the grace period", left)
         for task in self._tasks:
             task.cancel()
+        await self.hub.close()
         await database_sync_to_async(process_stop)()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
@@ -185,26 +198,16 @@ def hook_twisted_shutdown(lifecycle: ProcessLifecycle) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[attr-defined,arg-type]
 
 
-_lifecycle: ProcessLifecycle | None = None
-
-
-def get_lifecycle() -> ProcessLifecycle:
-    """Return this process's lifecycle."""
-    global _lifecycle
-    if _lifecycle is None:
-        _lifecycle = ProcessLifecycle()
-    return _lifecycle
-
-
 class LifecycleMiddleware:
     """Starts the process's lifecycle on first use; answers ASGI lifespan events."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, lifecycle: ProcessLifecycle) -> None:
         self.app = app
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         """Make sure the lifecycle runs, then hand the scope on."""
-        lifecycle = get_lifecycle()
+        lifecycle = self.lifecycle
         if scope["type"] == "lifespan":
             return await self._lifespan(lifecycle, receive, send)
         if settings.PROCESS_LIFECYCLE_AUTOSTART and not lifecycle.started:

@@ -6,8 +6,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from agents.events.replay import envelope_of
 from agents.selectors import agents_enabled, thread_events, thread_for_user, threads_for_user
-from realtime.replay import envelope_of
 
 
 def _uid(request: HttpRequest) -> int:

@@ -7,7 +7,7 @@ from channels.security.websocket import OriginValidator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
-from agents.registry import get_registry
+from agents.batching import Batcher
 
 
 def bearer_token(scope: dict[str, Any]) -> str | None:
@@ -27,16 +27,17 @@ class TokenAuthMiddleware:
     many sockets connecting at once share one token lookup.
     """
 
-    def __init__(self, inner: Any, *, cookies: Any) -> None:
+    def __init__(self, inner: Any, *, cookies: Any, tokens: Batcher[str, Any]) -> None:
         self.inner = inner
         self.cookies = cookies
+        self.tokens = tokens
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         """Pass a token socket on with its user (anonymous if the token is bad)."""
         token = bearer_token(scope)
         if token is None:
             return await self.cookies(scope, receive, send)
-        user = await get_registry().token_checker.submit(token) if token else None
+        user = await self.tokens.submit(token) if token else None
         return await self.inner(dict(scope, user=user or AnonymousUser()), receive, send)
 
 
@@ -56,6 +57,8 @@ class BrowserOriginValidator(OriginValidator):
         )
 
 
-def websocket_stack(inner: Any) -> Any:
+def websocket_stack(inner: Any, *, tokens: Batcher[str, Any]) -> Any:
     """Wrap the WebSocket router: Origin check, then a bearer token or the cookie session."""
-    return BrowserOriginValidator(TokenAuthMiddleware(inner, cookies=AuthMiddlewareStack(inner)))
+    return BrowserOriginValidator(
+        TokenAuthMiddleware(inner, cookies=AuthMiddlewareStack(inner), tokens=tokens)
+    )

@@ -11,13 +11,15 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents.errors import ServiceError
-from agents.registry import get_registry
+from agents.events.frames import encode_frame, iso_utc
+from agents.registry import AgentRegistry
 from agents.services import ConnectionRequest
 from agents.session import UserAgentSession
 from realtime import metrics
 from realtime.auth import bearer_token
 from realtime.closed import SOCKET_GONE
-from realtime.frames import encode_frame, iso_utc
+from realtime.connections import ConnectionBook
+from realtime.hub import LocalHub
 from realtime.protocol import (
     Frame,
     ProtocolError,
@@ -65,6 +67,15 @@ class AgentConsumer(AsyncWebsocketConsumer):
     # An alias with no configuration makes Channels skip the channel.
     channel_layer_alias = "sockets-use-the-hub"
 
+    def __init__(
+        self, *, registry: AgentRegistry, hub: LocalHub, connections: ConnectionBook
+    ) -> None:
+        # The process's parts, handed in through as_asgi() (chatplatform/process.py).
+        super().__init__()
+        self.registry = registry
+        self.hub = hub
+        self.connections = connections
+
     async def connect(self) -> None:
         """Authenticate, join the user's group and announce the connection."""
         user = self.scope.get("user")
@@ -74,7 +85,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        registry = get_registry()
+        registry, hub, connections = self.registry, self.hub, self.connections
         if registry.draining:
             # This process is stopping: the client reconnects (elsewhere) and resumes.
             await self.accept()
@@ -83,15 +94,14 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.user_id = int(user.pk)
         self.connection_id = uuid.uuid4().hex
         self.session = await registry.get_user_session(self.user_id)
-        self.hub = registry.hub
         self.stream = SocketStream(
             user_id=self.user_id, send=self._send_text, on_failure=self._stream_failed
         )
         # Attach before reading last_seq (in connections_open), so every later event
         # reaches this socket live (held until the stream starts).
         try:
-            await self.hub.attach(self.stream)
-            last_seq = await registry.connection_recorder.submit(
+            await hub.attach(self.stream)
+            last_seq = await connections.open(
                 ConnectionRequest(
                     connection_id=self.connection_id,
                     user_id=self.user_id,
@@ -167,7 +177,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 code,
                 extra=self._log_context(),
             )
-            await get_registry().connection_closer.submit(self.connection_id)
+            await self.connections.close(self.connection_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Decode one client frame and dispatch it; bad frames get an error reply."""

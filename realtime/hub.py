@@ -14,14 +14,13 @@ import logging
 import uuid
 from typing import Any
 
-from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 
-from realtime.frames import EVENT_MESSAGE_TYPE
-from realtime.groups import user_group
+from agents.events.writer import StoredEvent
+from realtime.groups import EVENT_MESSAGE_TYPE, user_group
 from realtime.layers import group_send_many
 from realtime.metrics import DELIVERY_FAILURES
 from realtime.stream import SocketStream
-from realtime.writer import StoredEvent
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +30,11 @@ RETRY_SECONDS = 1.0
 class LocalHub:
     """Routes each user's events to that user's sockets in this process."""
 
-    def __init__(self, *, channel_layer: BaseChannelLayer | None = None) -> None:
-        self._layer = channel_layer
+    def __init__(self, *, channel_layer: BaseChannelLayer) -> None:
+        if channel_layer is None:
+            # Without a layer no event would reach a socket: fail loudly instead.
+            raise ValueError("the hub needs a channel layer (CHANNEL_LAYERS['default'])")
+        self.layer = channel_layer
         self.origin = uuid.uuid4().hex
         self._streams: dict[int, set[SocketStream]] = {}
         self._subscribed: set[int] = set()
@@ -40,16 +42,6 @@ class LocalHub:
         self._subscribing = asyncio.Lock()
         self._channel: str | None = None
         self._reader: asyncio.Task[None] | None = None
-
-    @property
-    def layer(self) -> BaseChannelLayer:
-        """Return the channel layer (the configured one unless given); refuse to run without."""
-        if self._layer is None:
-            self._layer = get_channel_layer()
-            if self._layer is None:
-                # Without a layer no event would reach a socket: fail loudly instead.
-                raise ValueError("the hub needs a channel layer (CHANNEL_LAYERS['default'])")
-        return self._layer
 
     @property
     def shared(self) -> bool:

@@ -1,7 +1,4 @@
-"""Prometheus metrics of the live event path (multiprocess-safe via PROMETHEUS_MULTIPROC_DIR)."""
-
-import functools
-from typing import Any
+"""Prometheus metrics of the transport: sockets, frames, delivery (multiprocess-safe)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -9,25 +6,6 @@ CONNECTIONS_OPEN = Gauge(
     "chatplatform_connections_open", "WebSockets open now", multiprocess_mode="livesum"
 )
 CONNECTIONS_OPENED = Counter("chatplatform_connections_opened_total", "WebSockets accepted")
-SESSIONS = Gauge(
-    "chatplatform_sessions", "User agent sessions held in memory", multiprocess_mode="livesum"
-)
-RUNS_ACTIVE = Gauge(
-    "chatplatform_runs_active", "Runs queued or running", multiprocess_mode="livesum"
-)
-RUNS_STARTED = Counter("chatplatform_runs_started_total", "Runs accepted")
-RUNS_FINISHED = Counter("chatplatform_runs_finished_total", "Runs ended, by status", ["status"])
-EVENTS_EMITTED = Counter(
-    "chatplatform_events_emitted_total", "Agent events stored and published, by type", ["type"]
-)
-
-
-@functools.cache
-def events_emitted(event_type: str) -> Any:
-    """Return the EVENTS_EMITTED child for a type (labels() is too slow for every event)."""
-    return EVENTS_EMITTED.labels(event_type)
-
-
 EVENTS_DELIVERED = Counter("chatplatform_events_delivered_total", "Agent events sent to sockets")
 DELIVERY_FAILURES = Counter(
     "chatplatform_delivery_failures_total",

@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from agents.events.replay import Replay
 from realtime import metrics
-from realtime.replay import Replay
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from agents.registry import AgentRegistry, get_registry, set_registry
-from realtime.schema import TERMINAL_TYPES
+from agents.events.schema import TERMINAL_TYPES
+from agents.events.writer import close_writers
+from agents.registry import AgentRegistry
+from chatplatform.process import Process, build_application, build_process
 from realtime.tokens import token_issue
-from realtime.writer import close_writers
 
 seed_module = importlib.import_module("agents.migrations.0002_seed_builtin_agents")
 seed_llm_module = importlib.import_module("agents.migrations.0007_seed_llm_agent")
@@ -36,22 +37,38 @@ def writers_closed_before_the_database_goes(django_db_setup: Any) -> Any:
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
-@pytest.fixture(autouse=True)
-def fresh_process_state() -> Any:
-    """Give each test a new registry and new channel layers (they hold loop-bound state)."""
-    set_registry(AgentRegistry())
+# The application of the test's process, for sockets opened by the helpers below.
+_served: dict[str, Any] = {}
+
+
+def serve_new_process() -> Process:
+    """Build a process, serve its application to the socket helpers, and return it.
+
+    New channel layers too: they hold state bound to an event loop.
+    """
     channel_layers.backends.clear()
-    yield
-    set_registry(None)
+    built = build_process()
+    _served["application"] = build_application(built)
+    _served.setdefault("built", []).append(built)
+    return built
+
+
+@pytest.fixture(autouse=True)
+def process() -> Any:
+    """Give each test a process of its own, built by the composition root."""
+    yield serve_new_process()
+    for built in _served.pop("built", []):
+        built.close()
+    _served.clear()
     channel_layers.backends.clear()
 
 
 @pytest.fixture
-async def registry() -> AsyncIterator[AgentRegistry]:
+async def registry(process: Process) -> AsyncIterator[AgentRegistry]:
     """Return the test's registry and end its sessions (and runs) afterwards."""
-    reg = get_registry()
-    yield reg
-    await reg.shutdown()
+    yield process.registry
+    await process.registry.shutdown()
+    await process.hub.close()
 
 
 @pytest.fixture
@@ -93,9 +110,8 @@ def amake_user(make_user: Callable[..., Any]) -> Callable[..., Any]:
 async def open_socket(
     token: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
 ) -> WebsocketCommunicator:
-    """Connect to the real ASGI application as a client would."""
-    from chatplatform.asgi import application
-
+    """Connect to the test process's ASGI application as a client would."""
+    application = _served["application"]
     all_headers = list(headers or [])
     if token:
         all_headers.append((b"authorization", f"Bearer {token}".encode()))
@@ -168,8 +184,8 @@ async def collect_run(
 
 def stored_frames(run_id: str) -> list[dict[str, Any]]:
     """Return the stored events of a run as wire envelopes, in seq order."""
+    from agents.events.replay import envelope_of
     from agents.models import RunEvent
-    from realtime.replay import envelope_of
 
     return [
         envelope_of(e)

@@ -204,9 +204,9 @@ def seen(events: list[dict[str, object]]) -> list[tuple[object, object, object, 
 BACKLOG_SCRIPT = """
 from django.contrib.auth import get_user_model
 from agents.models import Agent, Run, Thread
-from agents.services import NewEvent
-from realtime.frames import RunRef
-from realtime.writer import store_now
+from agents.events.store import NewEvent
+from agents.events.frames import RunRef
+from agents.events.writer import store_now
 delta = {delta!r}
 for username in {usernames!r}:
     user = get_user_model().objects.get(username=username)

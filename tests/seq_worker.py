@@ -10,8 +10,8 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
 
+    from agents.events.store import event_record
     from agents.models import Agent, Run, Thread
-    from agents.services import event_record
 
     mode = sys.argv[1]
     if mode == "setup":

@@ -6,10 +6,9 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.control import CANCEL_RUN, END_SESSION
+from agents.control import CANCEL_RUN, END_SESSION, process_group
+from agents.events.store import event_record
 from agents.models import Agent, AgentSession, Connection, Run, RunEvent, Thread
-from agents.services import event_record
-from realtime.groups import process_group
 from realtime.models import ApiToken
 from realtime.tokens import token_authenticate, token_issue
 

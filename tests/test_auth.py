@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def handshake(headers):
-    from chatplatform.asgi import application
+    from tests.conftest import _served
 
-    comm = WebsocketCommunicator(application, "/ws/agents/", headers=headers)
+    comm = WebsocketCommunicator(_served["application"], "/ws/agents/", headers=headers)
     connected, code = await comm.connect(timeout=10)
     return comm, connected, code
 

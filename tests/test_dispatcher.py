@@ -2,8 +2,8 @@
 
 import pytest
 
+from agents.events.sanitize import REDACTED
 from agents.models import Run, RunEvent
-from realtime.sanitize import REDACTED
 from tests.conftest import collect_run, connect_user, start
 
 pytestmark = pytest.mark.django_db(transaction=True)

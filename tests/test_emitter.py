@@ -10,10 +10,11 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from prometheus_client import REGISTRY
 
+from agents.events.emitter import EventEmitter, RunRef
+from agents.events.writer import EventWriter
 from agents.models import Agent, Run, RunEvent, Thread
-from realtime.emitter import EVENT_MESSAGE_TYPE, EventEmitter, RunRef
+from realtime.groups import EVENT_MESSAGE_TYPE
 from realtime.hub import LocalHub
-from realtime.writer import EventWriter
 from tests.conftest import connect_user
 from tests.services import free_port, require_redis
 
@@ -72,7 +73,7 @@ async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user,
         hosts=[{"address": f"redis://127.0.0.1:{free_port()}", "socket_connect_timeout": 1}]
     )
     writer = EventWriter(publish=LocalHub(channel_layer=dead).publish)
-    emitter = EventEmitter(user_id=user.pk, writer=writer, channel_layer=dead)
+    emitter = EventEmitter(user_id=user.pk, writer=writer)
     before = REGISTRY.get_sample_value("chatplatform_delivery_failures_total")
     with caplog.at_level(logging.ERROR, logger="realtime.hub"):
         envelope = await emitter.emit(ref, "partial_result", {"delta": "kept"})
@@ -87,15 +88,11 @@ async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user,
     await database_sync_to_async(writer.close)()
 
 
-def test_emitter_refuses_to_exist_without_a_layer_or_a_writer():
-    writer = EventWriter(publish=LocalHub().publish)
-    with pytest.raises(ValueError, match="channel layer"):
-        EventEmitter(user_id=1, writer=writer, channel_layer=None)  # type: ignore[arg-type]
+def test_emitter_refuses_to_exist_without_a_writer():
     with pytest.raises(ValueError, match="EventWriter"):
-        EventEmitter(user_id=1, writer=None, channel_layer=get_channel_layer())  # type: ignore[arg-type]
+        EventEmitter(user_id=1, writer=None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        EventEmitter(user_id=1, channel_layer=get_channel_layer())  # type: ignore[call-arg]
-    writer.close()
+        EventEmitter(user_id=1)  # type: ignore[call-arg]
 
 
 BURST = 5000

@@ -2,7 +2,7 @@
 
 import pytest
 
-from realtime.schema import EVENT_TYPES, check_envelope
+from agents.events.schema import EVENT_TYPES, check_envelope
 from tests.conftest import collect_run, connect_user, send, start
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,14 +4,12 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import channel_layers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.events.schema import TERMINAL_TYPES
 from agents.models import Run, RunEvent, Thread
-from agents.registry import AgentRegistry, get_registry, set_registry
-from realtime.schema import TERMINAL_TYPES
-from tests.conftest import open_socket
+from tests.conftest import open_socket, serve_new_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,11 +90,10 @@ async def exchange(token, text):
 @given(text=frames)
 def test_any_frame_gets_a_well_formed_reply_and_invalid_ones_store_nothing(make_user, text):
     user = make_user()
-    set_registry(AgentRegistry())  # each example runs in its own event loop
-    channel_layers.backends.clear()
+    served = serve_new_process()  # each example runs in its own event loop
     before = counts()
     reply = async_to_sync(exchange)(user.token, text)
-    async_to_sync(get_registry().shutdown)()
+    async_to_sync(served.registry.shutdown)()
     assert reply["type"] in REPLY_TYPES
     if reply["type"] == "error":
         assert set(reply) == {"type", "request_id", "error"}
@@ -115,7 +112,7 @@ def test_any_frame_gets_a_well_formed_reply_and_invalid_ones_store_nothing(make_
         assert counts() == before  # nothing stored for invalid input
 
 
-def test_others_are_still_served_after_the_fuzzing(make_user):
+def test_others_are_still_served_after_the_fuzzing(make_user, process):
     async def run_once(token):
         comm = await open_socket(token)
         await comm.receive_json_from(timeout=10)
@@ -127,4 +124,4 @@ def test_others_are_still_served_after_the_fuzzing(make_user):
         return event["data"]["result"]
 
     assert async_to_sync(run_once)(make_user().token) == "6*7 = 42"
-    async_to_sync(get_registry().shutdown)()
+    async_to_sync(process.registry.shutdown)()

@@ -8,11 +8,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from agents.control import CANCEL_RUN
+from agents.control import CANCEL_RUN, process_group
 from agents.models import Agent, Run, Thread, WorkerProcess
 from agents.services import HOST, PROCESS_NAME
-from chatplatform.lifecycle import ORPHAN_MESSAGE, SHUTDOWN_MESSAGE, ProcessLifecycle
-from realtime.groups import process_group
+from chatplatform.lifecycle import ORPHAN_MESSAGE, SHUTDOWN_MESSAGE
 from tests.conftest import collect_run, connect_user, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,8 +40,8 @@ def orphan_run(user, *, process, status="running", beat_age=None, pid=None, host
 
 
 @pytest.fixture
-async def lifecycle():
-    lc = ProcessLifecycle()
+async def lifecycle(process):
+    lc = process.lifecycle
     yield lc
     if lc.started and not lc.stopped:
         await lc.shutdown()

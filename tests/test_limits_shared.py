@@ -6,11 +6,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from agents.control import CANCEL_RUN
+from agents.control import CANCEL_RUN, process_group
 from agents.errors import RateLimited, ThreadBusy, TooManyRuns
 from agents.models import Agent, Run, Thread
-from agents.registry import AgentRegistry
-from realtime.groups import process_group
+from chatplatform.process import build_process
 from tests.conftest import collect_run, connect_user, open_socket, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,7 +85,8 @@ async def test_start_rate_is_shared_by_processes(amake_user, settings):
     settings.WS_START_RATE_BURST = 2
     settings.WS_START_RATE_PER_SECOND = 0.1
     user = await amake_user()
-    process_a, process_b = AgentRegistry(), AgentRegistry()  # two processes' registries
+    # two processes' registries
+    process_a, process_b = build_process().registry, build_process().registry
     on_a = await process_a.get_user_session(user.pk)
     on_b = await process_b.get_user_session(user.pk)
     await on_a.start_run(agent_name="triage", message="1+1")

@@ -2,10 +2,9 @@
 
 import pytest
 
-from agents.registry import get_registry
+from agents.events.emitter import EventEmitter
+from agents.events.schema import check_envelope
 from agents.session import UserAgentSession
-from realtime.emitter import EventEmitter
-from realtime.schema import check_envelope
 from tests.conftest import astored_frames, collect_run, connect_user, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +20,7 @@ CALCULATE_TYPES = [
 ]
 
 
-async def test_brand_new_user_receives_every_event_of_their_run(amake_user, registry):
+async def test_brand_new_user_receives_every_event_of_their_run(amake_user, registry, process):
     # given a user who has never connected (no session exists for them anywhere)
     user = await amake_user()
     assert registry.peek(user.pk) is None
@@ -43,7 +42,7 @@ async def test_brand_new_user_receives_every_event_of_their_run(amake_user, regi
     assert isinstance(session, UserAgentSession)
     assert isinstance(session.emitter, EventEmitter)
     assert session.emitter.user_id == user.pk
-    assert session.emitter.writer is registry.writer
+    assert session.emitter.writer is process.writer
     await comm.disconnect()
 
 
@@ -77,7 +76,7 @@ async def test_other_users_tabs_receive_nothing(amake_user, registry):
     await bob_tab.disconnect()
 
 
-async def test_session_cannot_exist_without_an_emitter(amake_user):
+async def test_session_cannot_exist_without_an_emitter(amake_user, registry):
     user = await amake_user()
     with pytest.raises(TypeError):
         UserAgentSession(  # type: ignore[call-arg]
@@ -88,12 +87,12 @@ async def test_session_cannot_exist_without_an_emitter(amake_user):
             user_id=user.pk,
             session_id=1,
             emitter=None,  # type: ignore[arg-type]
+            control=None,  # type: ignore[arg-type]
             max_concurrent_runs=3,
         )
     # and there is no way to swap it in later
     assert UserAgentSession.emitter.fset is None
     assert not [name for name in dir(UserAgentSession) if name.startswith("set_")]
-    session = await get_registry().get_user_session(user.pk)
+    session = await registry.get_user_session(user.pk)
     with pytest.raises(AttributeError):
         session.emitter = None  # type: ignore[misc]
-    await get_registry().shutdown()

@@ -62,7 +62,7 @@ def test_readyz_reports_a_dead_channel_layer(client, settings):
 
 @pytest.mark.django_db
 def test_metrics_content_and_access(client, settings):
-    from realtime.metrics import EVENTS_EMITTED
+    from agents.metrics import EVENTS_EMITTED
 
     EVENTS_EMITTED.labels("agent_started").inc()
     body = client.get("/metrics").content.decode()

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from agents.models import AgentSession
-from agents.registry import AgentRegistry, build_user_session, parse_user_id
+from agents.registry import AgentRegistry, parse_user_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,14 +34,14 @@ async def test_get_user_session_rejects_bad_and_missing_ids(registry, amake_user
     assert registry.stats()["sessions"] == 0
 
 
-async def test_one_session_per_user_even_when_asked_concurrently(amake_user):
+async def test_one_session_per_user_even_when_asked_concurrently(amake_user, process):
     user = await amake_user()
     calls = []
 
     async def counting_factory(uid):
         calls.append(uid)
         await asyncio.sleep(0.05)  # a slow creation widens the race window
-        return await build_user_session(uid)
+        return await process.sessions(uid)
 
     registry = AgentRegistry(session_factory=counting_factory)
     sessions = await asyncio.gather(*(registry.get_user_session(user.pk) for _ in range(20)))
@@ -52,7 +52,7 @@ async def test_one_session_per_user_even_when_asked_concurrently(amake_user):
     await registry.shutdown()
 
 
-async def test_hundred_users_create_sessions_concurrently_without_one_lock(amake_user):
+async def test_hundred_users_create_sessions_concurrently_without_one_lock(amake_user, process):
     users = [await amake_user() for _ in range(100)]
     # Every creation waits at a barrier that opens only once all 100 are inside
     # the factory at the same time: a registry-wide lock would deadlock here.
@@ -60,7 +60,7 @@ async def test_hundred_users_create_sessions_concurrently_without_one_lock(amake
 
     async def barrier_factory(uid):
         await barrier.wait()
-        return await build_user_session(uid)
+        return await process.sessions(uid)
 
     registry = AgentRegistry(session_factory=barrier_factory)
     sessions = await asyncio.wait_for(
@@ -71,7 +71,7 @@ async def test_hundred_users_create_sessions_concurrently_without_one_lock(amake
     await registry.shutdown()
 
 
-async def test_failed_creation_is_not_cached_and_can_be_retried(amake_user):
+async def test_failed_creation_is_not_cached_and_can_be_retried(amake_user, process):
     user = await amake_user()
     attempts = []
 
@@ -79,7 +79,7 @@ async def test_failed_creation_is_not_cached_and_can_be_retried(amake_user):
         attempts.append(uid)
         if len(attempts) == 1:
             raise RuntimeError("database hiccup")
-        return await build_user_session(uid)
+        return await process.sessions(uid)
 
     registry = AgentRegistry(session_factory=flaky_factory)
     with pytest.raises(RuntimeError):
@@ -120,17 +120,17 @@ async def test_sweep_idle_ends_only_idle_sessions(amake_user, registry):
 
 
 async def test_concurrent_new_sessions_are_recorded_together_and_a_bad_id_fails_alone(
-    amake_user, registry
+    amake_user, registry, process
 ):
     users = [await amake_user() for _ in range(30)]
     calls = []
-    handler = registry.session_opener._handler
+    handler = process.sessions.opener._handler
 
     async def counting(keys):
         calls.append(len(keys))
         return await handler(keys)
 
-    registry.session_opener._handler = counting
+    process.sessions.opener._handler = counting
     missing = max(u.pk for u in users) + 1000
     results = await asyncio.gather(
         *(registry.get_user_session(u.pk) for u in users),

@@ -7,8 +7,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from agents.events.store import events_prune
 from agents.models import Run, RunEvent, UserEventCounter
-from agents.services import events_prune
 from tests.conftest import collect_run, connect_user, send, start
 from tests.test_emitter import make_run
 
@@ -195,7 +195,7 @@ async def test_run_outlives_its_sockets_and_the_user_catches_up(amake_user, regi
 async def test_events_missing_from_the_live_stream_are_filled_from_storage(amake_user, registry):
     from prometheus_client import REGISTRY
 
-    from agents.services import event_record
+    from agents.events.store import event_record
 
     user = await amake_user()
     session = await registry.get_user_session(user.pk)

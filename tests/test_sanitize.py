@@ -2,7 +2,7 @@
 
 import pytest
 
-from realtime.sanitize import REDACTED, sanitize_parameters, sanitize_result
+from agents.events.sanitize import REDACTED, sanitize_parameters, sanitize_result
 
 
 @pytest.mark.parametrize(

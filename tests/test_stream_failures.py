@@ -8,9 +8,9 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError
 from prometheus_client import REGISTRY
 
+from agents.events.frames import encode_frame
 from realtime import stream as stream_module
 from realtime.closed import SOCKET_GONE
-from realtime.frames import encode_frame
 from realtime.stream import SocketStream
 from tests.conftest import connect_user, send, start
 from tests.test_emitter import make_run as amake_run
@@ -107,7 +107,7 @@ async def test_a_failed_gap_fill_closes_the_socket_so_that_it_resumes(
 
 
 async def test_a_failed_gap_fill_closes_a_real_socket_with_4011(amake_user, registry, monkeypatch):
-    from agents.services import event_record
+    from agents.events.store import event_record
 
     user = await amake_user()
     session = await registry.get_user_session(user.pk)
@@ -128,22 +128,24 @@ async def test_a_failed_gap_fill_closes_a_real_socket_with_4011(amake_user, regi
     assert hello["last_seq"] == 0
 
 
-async def test_a_closed_socket_is_detached_from_the_hub(amake_user, registry):
+async def test_a_closed_socket_is_detached_from_the_hub(amake_user, registry, process):
     user = await amake_user()
     first, _ = await connect_user(user)
     second, _ = await connect_user(user)
-    assert len(registry.hub.streams_of(user.pk)) == 2
+    assert len(process.hub.streams_of(user.pk)) == 2
     await first.disconnect()
-    assert len(registry.hub.streams_of(user.pk)) == 1
+    assert len(process.hub.streams_of(user.pk)) == 1
     await second.disconnect()
-    assert registry.hub.streams_of(user.pk) == ()
+    assert process.hub.streams_of(user.pk) == ()
     assert registry.peek(user.pk).connections == 0
 
 
-async def test_a_send_to_a_socket_already_closing_is_counted_not_raised(amake_user, registry):
+async def test_a_send_to_a_socket_already_closing_is_counted_not_raised(
+    amake_user, registry, process
+):
     user = await amake_user()
     comm, _ = await connect_user(user)
-    consumer_stream = registry.hub.streams_of(user.pk)[0]
+    consumer_stream = process.hub.streams_of(user.pk)[0]
     gone = SOCKET_GONE[-1]
 
     async def closing(text):
@@ -160,7 +162,7 @@ async def test_a_send_to_a_socket_already_closing_is_counted_not_raised(amake_us
     assert metric("chatplatform_sends_after_close_total") == before + 1
     assert consumer_stream.closed and consumer.closing
     await comm.disconnect()
-    assert registry.hub.streams_of(user.pk) == ()
+    assert process.hub.streams_of(user.pk) == ()
 
 
 async def test_a_resume_cursor_past_the_last_event_skips_nothing_later(amake_user, registry):
@@ -176,12 +178,12 @@ async def test_a_resume_cursor_past_the_last_event_skips_nothing_later(amake_use
 
 
 async def test_a_fan_out_failure_closes_that_socket_and_spares_the_others(
-    amake_user, registry, monkeypatch
+    amake_user, registry, monkeypatch, process
 ):
     user = await amake_user()
     broken, _ = await connect_user(user)
     healthy, _ = await connect_user(user)
-    victim = registry.hub.streams_of(user.pk)[0]
+    victim = process.hub.streams_of(user.pk)[0]
 
     async def explode(seq, text, called_at=None):
         raise ValueError("a bug in offer")

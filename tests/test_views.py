@@ -5,8 +5,8 @@ import json
 import pytest
 from django.contrib.auth import get_user_model
 
+from agents.events.store import event_record
 from agents.models import Agent, Run, Thread
-from agents.services import event_record
 
 pytestmark = pytest.mark.django_db
 

@@ -8,13 +8,13 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from agents.events.frames import encode_frame
+from agents.events.store import NewEvent
+from agents.events.writer import EventWriter, StoredEvent
 from agents.models import RunEvent
-from agents.services import NewEvent
-from realtime.emitter import encode_frame
 from realtime.hub import LocalHub
 from realtime.layers import group_send_many
 from realtime.stream import SocketStream
-from realtime.writer import EventWriter, StoredEvent
 from tests.conftest import connect_user
 from tests.services import require_redis
 from tests.test_emitter import make_run, redis_layers
@@ -36,11 +36,11 @@ def stored_frames(user_id):
     )
 
 
-async def test_many_users_share_batches_numbered_in_call_order(amake_user, registry):
+async def test_many_users_share_batches_numbered_in_call_order(amake_user, registry, process):
     users = [await amake_user() for _ in range(5)]
     sessions = [await registry.get_user_session(u.pk) for u in users]
     refs = [await make_run(u) for u in users]
-    before = registry.writer.batches
+    before = process.writer.batches
 
     async def emit_many(session, ref):
         return [
@@ -51,7 +51,7 @@ async def test_many_users_share_batches_numbered_in_call_order(amake_user, regis
         *(emit_many(s, r) for s, r in zip(sessions, refs, strict=True))
     )
     # 250 events of 5 concurrent writers took fewer transactions than events
-    assert registry.writer.batches - before < 250
+    assert process.writer.batches - before < 250
     for user, sent in zip(users, envelopes, strict=True):
         rows = await stored(user.pk)
         assert [seq for seq, _ in rows] == list(range(1, 51))
@@ -214,13 +214,17 @@ async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
     await layer.flush()
 
 
-def test_hub_refuses_to_run_without_a_layer(settings):
+def test_the_process_refuses_to_run_without_a_layer(settings):
     settings.CHANNEL_LAYERS = {}
     from channels.layers import channel_layers
 
+    from chatplatform.process import build_process
+
     channel_layers.backends.clear()
     with pytest.raises(ValueError, match="channel layer"):
-        _ = LocalHub().layer
+        build_process()
+    with pytest.raises(ValueError, match="channel layer"):
+        LocalHub(channel_layer=None)  # type: ignore[arg-type]
 
 
 async def test_streamed_events_keep_their_place_before_a_later_emit(amake_user, registry):

@@ -12,8 +12,8 @@ from django.utils.module_loading import import_string
 from agents.errors import InvalidRequest, UnknownAgent
 
 if TYPE_CHECKING:
+    from agents.events.emitter import EventEmitter, RunRef
     from agents.runtime.tools import ToolDispatcher, ToolOutcome
-    from realtime.emitter import EventEmitter, RunRef
 
 
 class AgentFailure(Exception):

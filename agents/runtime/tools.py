@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
-    from realtime.emitter import EventEmitter, RunRef
+    from agents.events.emitter import EventEmitter, RunRef
 
 logger = logging.getLogger(__name__)
 

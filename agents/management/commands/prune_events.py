@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from agents.services import events_prune
+from agents.events.store import events_prune
 
 
 class Command(BaseCommand):

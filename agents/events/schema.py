@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.sanitize import sanitize_parameters, sanitize_result
+from agents.events.sanitize import sanitize_parameters, sanitize_result
 
 
 class EventSchemaError(ValueError):

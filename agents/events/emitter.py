@@ -3,33 +3,25 @@
 import time
 from typing import Any
 
-from channels.layers import BaseChannelLayer
+from agents.events.frames import RunRef
+from agents.events.schema import clean_event_data
+from agents.events.store import NewEvent
+from agents.events.writer import EventWriter
+from agents.metrics import events_emitted
 
-from agents.services import NewEvent
-from realtime.frames import EVENT_MESSAGE_TYPE, RunRef, encode_frame, iso_utc
-from realtime.metrics import events_emitted
-from realtime.schema import clean_event_data
-from realtime.writer import EventWriter
-
-__all__ = ["EVENT_MESSAGE_TYPE", "EventEmitter", "RunRef", "encode_frame", "iso_utc"]
+__all__ = ["EventEmitter", "RunRef"]
 
 
 class EventEmitter:
     """Validate and sanitise one user's events, then store and publish them through the writer."""
 
-    def __init__(
-        self, *, user_id: int, writer: EventWriter, channel_layer: BaseChannelLayer
-    ) -> None:
-        if channel_layer is None:
-            # Without a layer nothing reaches a socket: refuse to exist rather
-            # than run silently, the failure this product was built to end.
-            raise ValueError("EventEmitter needs a channel layer (CHANNEL_LAYERS['default'])")
+    def __init__(self, *, user_id: int, writer: EventWriter) -> None:
         if writer is None:
+            # Without a writer nothing is stored or published: refuse to exist rather
+            # than run silently, the failure this product was built to end.
             raise ValueError("EventEmitter needs the process's EventWriter")
         self.user_id = int(user_id)
         self.writer = writer
-        # For the session's control messages to other processes.
-        self.channel_layer = channel_layer
 
     async def emit(
         self,

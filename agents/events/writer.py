@@ -17,8 +17,8 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from agents.services import NewEvent, events_record
-from realtime.frames import RunRef, encode_frame, event_envelope
+from agents.events.frames import RunRef, encode_frame, event_envelope
+from agents.events.store import NewEvent, events_record
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from agents.events.frames import RunRef, encode_frame, event_envelope
+from agents.events.reads import count_between, events_after, frames_after, user_last_seq
 from agents.models import RunEvent
-from agents.selectors import count_between, events_after, frames_after, user_last_seq
-from realtime.frames import RunRef, encode_frame, event_envelope
 
 PAGE_SIZE = 500
 

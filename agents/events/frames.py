@@ -5,9 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# The channel-layer message type that carries one stored event between processes.
-EVENT_MESSAGE_TYPE = "agent.event"
-
 
 @dataclass(frozen=True)
 class RunRef:

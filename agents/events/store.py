@@ -1,0 +1,159 @@
+"""Storing events: numbered per user, inserted in batches, committed with their run change."""
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agents.models import Run, RunEvent, UserEventCounter
+from agents.services.runs import run_finish, run_mark_running
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store: its user, run, type, cleaned data, and any run change it carries."""
+
+    user_id: int
+    run_id: str
+    event_type: str
+    data: dict[str, Any]
+    run_change: dict[str, Any] | None = None
+
+
+# Builds the stored wire frame of events[i] once its seq and timestamp are known.
+FrameEncoder = Callable[[int, int, datetime], str]
+
+
+def events_record(
+    events: Sequence[NewEvent], *, encode: FrameEncoder | None = None
+) -> list[tuple[int, datetime, str]]:
+    """Store events of any users in one transaction, numbered per user in the given order.
+
+    Returns (seq, timestamp, frame) per event. Each user's counter row is
+    bumped once by that user's event count (its row lock orders concurrent
+    writers across threads and processes; rows are locked in user-id order, so
+    two processes writing for the same users cannot deadlock), and the seqs and
+    the events commit together: seqs have no holes and never repeat. An event
+    that starts or ends a run carries `run_change` (status, and result or error
+    for an end), which commits with it, so whoever sees the event finds the run so.
+    """
+    if not events:
+        return []
+    with transaction.atomic():
+        for event in events:
+            if event.run_change is not None:
+                if event.run_change["status"] == Run.Status.RUNNING:
+                    run_mark_running(run_id=event.run_id)
+                else:
+                    run_finish(run_id=event.run_id, **event.run_change)
+        next_seq = _counters_bump(Counter(event.user_id for event in events))
+        created_at = timezone.now()
+        rows, stored = [], []
+        for index, event in enumerate(events):
+            seq = next_seq[event.user_id]
+            next_seq[event.user_id] = seq + 1
+            frame = encode(index, seq, created_at) if encode is not None else ""
+            rows.append((event.user_id, event.run_id, seq, event.event_type, event.data, frame))
+            stored.append((seq, created_at, frame))
+        _events_insert(rows, created_at)
+    return stored
+
+
+def _counters_bump(counts: dict[int, int]) -> dict[int, int]:
+    """Reserve `counts[user]` seqs per user (in the caller's transaction); return each first seq.
+
+    Where the database has SELECT ... FOR UPDATE (PostgreSQL) the counter rows
+    are locked in user-id order first, so concurrent batches cannot deadlock;
+    SQLite's write transaction already holds the whole database. Then one
+    UPDATE ... RETURNING bumps them all.
+    """
+    ids = sorted(counts)
+    table = connection.ops.quote_name(UserEventCounter._meta.db_table)
+    marks = ", ".join("%s" for _ in ids)
+    cases = " ".join("WHEN %s THEN %s" for _ in ids)
+    bumps = [value for user_id in ids for value in (user_id, counts[user_id])]
+    with connection.cursor() as cursor:
+        if connection.features.has_select_for_update:
+            cursor.execute(
+                f"SELECT user_id FROM {table} WHERE user_id IN ({marks}) "
+                "ORDER BY user_id FOR UPDATE",
+                ids,
+            )
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
+            f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
+            [*bumps, *ids],
+        )
+        last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
+    missing = {user_id: counts[user_id] for user_id in ids if user_id not in last}
+    if missing:
+        # Users whose first event this is: their counter rows are made, then bumped.
+        UserEventCounter.objects.bulk_create(
+            [UserEventCounter(user_id=user_id) for user_id in missing], ignore_conflicts=True
+        )
+        return {**{u: last[u] - counts[u] + 1 for u in last}, **_counters_bump(missing)}
+    return {user_id: last[user_id] - counts[user_id] + 1 for user_id in ids}
+
+
+EventRow = tuple[int, str, int, str, dict[str, Any], str]
+
+
+INSERT_CHUNK = 500
+
+
+def _events_insert(rows: list[EventRow], at: datetime) -> None:
+    """Insert event rows, up to INSERT_CHUNK a statement (the ORM's per-object work is the cost)."""
+    meta = RunEvent._meta
+    names = ["user", "run", "seq", "type", "payload", "frame", "created_at"]
+    fields = [meta.get_field(name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
+    run_pk, payload = Run._meta.pk, meta.get_field("payload")
+    assert run_pk is not None
+    created_at = meta.get_field("created_at").get_db_prep_save(at, connection)  # type: ignore[union-attr]
+    runs: dict[str, Any] = {}
+    params: list[Any] = []
+    for user_id, run_id, seq, event_type, data, frame in rows:
+        if run_id not in runs:
+            runs[run_id] = run_pk.get_db_prep_save(run_pk.to_python(run_id), connection)
+        prepared = payload.get_db_prep_save(data, connection)  # type: ignore[union-attr]
+        params += (user_id, runs[run_id], seq, event_type, prepared, frame, created_at)
+    row_marks = "(" + ", ".join("%s" for _ in fields) + ")"
+    insert = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES "
+    width = len(fields)
+    with connection.cursor() as cursor:
+        for first in range(0, len(rows), INSERT_CHUNK):
+            count = min(INSERT_CHUNK, len(rows) - first)
+            cursor.execute(
+                insert + ", ".join([row_marks] * count),
+                params[first * width : (first + count) * width],
+            )
+
+
+def event_record(
+    *,
+    user_id: int,
+    run_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    run_change: dict[str, Any] | None = None,
+) -> tuple[int, datetime]:
+    """Store one event with the user's next seq (see events_record); return (seq, timestamp)."""
+    event = NewEvent(user_id, run_id, event_type, data, run_change)
+    seq, created_at, _ = events_record([event])[0]
+    return seq, created_at
+
+
+def events_prune(*, older_than: datetime) -> int:
+    """Delete events older than `older_than` of runs that have ended; return the count.
+
+    Events of queued or running runs are kept whatever their age, so a client
+    can still resume a run that is going on.
+    """
+    deleted, _ = RunEvent.objects.filter(
+        created_at__lt=older_than, run__status__in=Run.TERMINAL
+    ).delete()
+    return deleted

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the domain: sessions, runs, events emitted (multiprocess-safe)."""
+
+import functools
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+SESSIONS = Gauge(
+    "chatplatform_sessions", "User agent sessions held in memory", multiprocess_mode="livesum"
+)
+RUNS_ACTIVE = Gauge(
+    "chatplatform_runs_active", "Runs queued or running", multiprocess_mode="livesum"
+)
+RUNS_STARTED = Counter("chatplatform_runs_started_total", "Runs accepted")
+RUNS_FINISHED = Counter("chatplatform_runs_finished_total", "Runs ended, by status", ["status"])
+EVENTS_EMITTED = Counter(
+    "chatplatform_events_emitted_total", "Agent events stored and published, by type", ["type"]
+)
+
+
+@functools.cache
+def events_emitted(event_type: str) -> Any:
+    """Return the EVENTS_EMITTED child for a type (labels() is too slow for every event)."""
+    return EVENTS_EMITTED.labels(event_type)

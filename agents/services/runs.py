@@ -1,0 +1,149 @@
+"""State changes of runs: admitted and created, started, finished, interrupted."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.errors import NotFound, RateLimited, ThreadBusy, TooManyRuns
+from agents.identity import PROCESS_NAME
+from agents.models import Agent, Run, StartBucket, Thread
+from agents.selectors import run_active_in_thread, runs_active_count
+
+
+@dataclass(frozen=True)
+class RunDraft:
+    """A run asked for: whose, which agent, where, with what, and what if its thread is busy."""
+
+    user_id: int
+    session_id: int | None
+    agent: Agent
+    thread_id: str | None
+    message: str
+    options: dict[str, Any]
+    request_id: str
+    on_busy: str = "enqueue"
+
+
+@dataclass(frozen=True)
+class LocalRuns:
+    """What this process knows of the user's runs: ids here, thread busy here, runs leaving."""
+
+    run_ids: list[str]
+    thread_busy: bool = False
+    leaving: int = 0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """The per-user limits a new run must fit: concurrent runs and the start rate."""
+
+    max_runs: int
+    rate: float
+    burst: int
+
+
+def run_create(draft: RunDraft) -> Run:
+    """Create a queued run in the user's thread (a new thread when none is given)."""
+    with transaction.atomic():
+        if draft.thread_id is None:
+            thread = Thread.objects.create(user_id=draft.user_id, title=draft.message[:200])
+        else:
+            found = Thread.objects.filter(pk=draft.thread_id, user_id=draft.user_id).first()
+            if found is None:
+                raise NotFound("no such thread")
+            thread = found
+        return Run.objects.create(
+            user_id=draft.user_id,
+            session_id=draft.session_id,
+            agent=draft.agent,
+            thread=thread,
+            request_id=draft.request_id,
+            message=draft.message,
+            options=draft.options,
+            process=PROCESS_NAME,
+        )
+
+
+def run_mark_running(*, run_id: str) -> datetime:
+    """Mark a queued run as running and return its start time."""
+    now = timezone.now()
+    Run.objects.filter(pk=run_id).update(status=Run.Status.RUNNING, started_at=now)
+    return now
+
+
+def run_finish(
+    *,
+    run_id: str,
+    status: str,
+    result: str = "",
+    error_code: str = "",
+    error_message: str = "",
+) -> None:
+    """Record the end of a run; a run already ended keeps its first outcome."""
+    Run.objects.filter(pk=run_id).exclude(status__in=Run.TERMINAL).update(
+        status=status,
+        finished_at=timezone.now(),
+        result=result,
+        error_code=error_code,
+        error_message=error_message[:2000],
+    )
+
+
+def run_claim_interrupted(*, run_id: str, message: str) -> bool:
+    """Mark an active run interrupted; True only for the one caller that changed it."""
+    return bool(
+        Run.objects.filter(pk=run_id, status__in=Run.ACTIVE).update(
+            status=Run.Status.INTERRUPTED,
+            finished_at=timezone.now(),
+            error_code="interrupted",
+            error_message=message,
+        )
+    )
+
+
+def start_token_take(*, user_id: int, rate: float, burst: int) -> float:
+    """Take a token from the user's shared start bucket; 0 if taken, else seconds to wait."""
+    now = timezone.now()
+    with transaction.atomic():
+        bucket = StartBucket.objects.select_for_update().filter(user_id=user_id).first()
+        if bucket is None:
+            bucket, _ = StartBucket.objects.get_or_create(
+                user_id=user_id, defaults={"tokens": float(burst), "updated_at": now}
+            )
+            bucket = StartBucket.objects.select_for_update().get(user_id=user_id)
+        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+        tokens = min(float(burst), bucket.tokens + elapsed * rate)
+        if tokens >= 1:
+            StartBucket.objects.filter(user_id=user_id).update(tokens=tokens - 1, updated_at=now)
+            return 0.0
+        StartBucket.objects.filter(user_id=user_id).update(tokens=tokens, updated_at=now)
+        return float("inf") if rate <= 0 else (1 - tokens) / rate
+
+
+def run_admit(draft: RunDraft, *, local: LocalRuns, limits: RunLimits) -> tuple[Run, Run | None]:
+    """Admit and create a run in one transaction; return it and the other process's run ahead.
+
+    Applies on_busy to a run of the thread going in another process, the
+    concurrent-run limit over every process, and the shared start rate, in that
+    order, so a refused request consumes no start token.
+    """
+    user_id = draft.user_id
+    with transaction.atomic():
+        remote = None
+        if draft.thread_id and not local.thread_busy:
+            remote = run_active_in_thread(
+                user_id=user_id, thread_id=draft.thread_id, exclude=local.run_ids
+            )
+        if (local.thread_busy or remote is not None) and draft.on_busy == "reject":
+            raise ThreadBusy("this thread has a run in progress")
+        leaving = [str(remote.pk)] if remote is not None and draft.on_busy == "interrupt" else []
+        elsewhere = runs_active_count(user_id=user_id, exclude=local.run_ids + leaving)
+        if len(local.run_ids) - local.leaving + elsewhere >= limits.max_runs:
+            raise TooManyRuns(f"at most {limits.max_runs} runs at once; stop one or wait")
+        retry_after = start_token_take(user_id=user_id, rate=limits.rate, burst=limits.burst)
+        if retry_after:
+            raise RateLimited("starting runs too fast", retry_after=round(retry_after, 3))
+        return run_create(draft), remote
