@@ -36,6 +36,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy chatplatform agents realtime
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

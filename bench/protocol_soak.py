@@ -7,7 +7,7 @@ produce events, then checks every invariant of tests/protocol_model.py. Prints
 how many operations, runs, stored events and received frames were checked,
 and every failing seed with what broke (replay one with
 PROTOCOL_MODEL_SEEDS=<seed> PROTOCOL_MODEL_OPERATIONS=<n> pytest
-tests/test_protocol_model.py). Redis and PostgreSQL layouts run when reachable.
+tests/e2e/test_protocol_model.py). Redis and PostgreSQL layouts run when reachable.
 """
 
 import argparse

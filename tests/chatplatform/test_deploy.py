@@ -10,7 +10,9 @@ from tests.daphne import ROOT, project_env
 def documented_environment():
     """The variables in docs/security.md's production block."""
     text = (ROOT / "docs" / "security.md").read_text()
-    block = text.split("tests/test_deploy.py`) with:")[1].split("```sh")[1].split("```")[0]
+    block = (
+        text.split("tests/chatplatform/test_deploy.py`) with:")[1].split("```sh")[1].split("```")[0]
+    )
     env = dict(re.findall(r"([A-Z_]+)=(\S+)", block))
     env["SECRET_KEY"] = "k" * 20 + "-production-secret-" + "9f8e7d6c5b4a" * 3
     return env

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from agents.events.store import events_prune
 from agents.models import Run, RunEvent, UserEventCounter
+from tests.agents.events.test_emitter import make_run
 from tests.conftest import collect_run, connect_user, send, start
-from tests.test_emitter import make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

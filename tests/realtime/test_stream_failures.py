@@ -12,8 +12,8 @@ from agents.events.frames import encode_frame
 from realtime import stream as stream_module
 from realtime.closed import SOCKET_GONE
 from realtime.stream import SocketStream
+from tests.agents.events.test_emitter import make_run as amake_run
 from tests.conftest import connect_user, send, start
-from tests.test_emitter import make_run as amake_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

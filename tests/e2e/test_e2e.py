@@ -8,8 +8,8 @@ import pytest
 import websockets
 
 from tests.daphne import Daphne, manage, postgres_env, sqlite_env
+from tests.realtime.test_live_path import CALCULATE_TYPES
 from tests.services import require_postgres, require_redis
-from tests.test_live_path import CALCULATE_TYPES
 
 pytestmark = pytest.mark.e2e
 

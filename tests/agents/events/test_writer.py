@@ -15,9 +15,9 @@ from agents.models import RunEvent
 from realtime.hub import LocalHub
 from realtime.layers import group_send_many
 from realtime.stream import SocketStream
+from tests.agents.events.test_emitter import make_run, redis_layers
 from tests.conftest import connect_user
 from tests.services import require_redis
-from tests.test_emitter import make_run, redis_layers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
