@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import uuid
@@ -13,13 +14,14 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agents.control import ProcessControl
+from agents.ending import RunEnding, cancelled, completed, failed, interrupted, run_end
 from agents.errors import (
     InvalidRequest,
     MessageTooLarge,
     NotFound,
 )
 from agents.events.emitter import EventEmitter, RunRef
-from agents.metrics import RUNS_ACTIVE, RUNS_FINISHED, RUNS_STARTED
+from agents.metrics import RUNS_ACTIVE, RUNS_STARTED
 from agents.models import Run
 from agents.runtime.base import (
     Agent,
@@ -40,6 +42,22 @@ INTERRUPT_REASON = "interrupted by a newer message"
 REMOTE_POLL_SECONDS = 0.1
 
 
+class RunState(enum.Enum):
+    """Where a run of this process is: its task not entered yet, waiting its turn, or going."""
+
+    QUEUED = "queued"
+    WAITING = "waiting"
+    RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """Why a run is being stopped, and how it ends: `cancelled` or `interrupted`."""
+
+    reason: str
+    outcome: str = "cancelled"
+
+
 @dataclass
 class ActiveRun:
     """A run this process is executing or has queued."""
@@ -49,13 +67,8 @@ class ActiveRun:
     agent: Agent
     context: RunContext
     task: asyncio.Task[None] | None = None
-    started: bool = False
-    entered: bool = False
-    cancel_requested: bool = False
-    cancel_reason: str = "cancelled"
-    # "cancelled" (a user or a newer message stopped it) or "interrupted" (the
-    # process is shutting down): they end with different events and statuses.
-    cancel_outcome: str = "cancelled"
+    state: RunState = RunState.QUEUED
+    cancel: CancelRequest | None = None
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -283,65 +296,21 @@ class UserAgentSession:
         return [a for a in self._runs.values() if thread_id and a.ref.thread_id == thread_id]
 
     def _cancel(self, active: ActiveRun, reason: str, outcome: str = "cancelled") -> None:
-        if active.cancel_requested:
+        if active.cancel is not None:
             return
-        active.cancel_reason = reason
-        active.cancel_outcome = outcome
-        active.cancel_requested = True
+        active.cancel = CancelRequest(reason, outcome)
         # A task cancelled before its first step never runs its body, so it could
-        # not record the cancel; such a run sees the flag when it enters instead.
-        if active.entered and active.task is not None:
+        # not record the cancel; such a run sees the request when it enters instead.
+        if active.state is not RunState.QUEUED and active.task is not None:
             active.task.cancel()
 
     async def _drive(
         self, active: ActiveRun, previous: asyncio.Task[None] | None, remote_id: str | None
     ) -> None:
         ref = active.ref
-        active.entered = True
+        active.state = RunState.WAITING
         try:
-            try:
-                if active.cancel_requested:
-                    raise asyncio.CancelledError
-                if previous is not None:
-                    await asyncio.wait({previous})
-                if remote_id is not None:
-                    await self._wait_remote(remote_id)
-                await self._begin(active)
-                limit = min(
-                    active.agent.definition.max_run_seconds, settings.AGENT_RUN_TIMEOUT_SECONDS
-                )
-                async with asyncio.timeout(limit):
-                    result = await active.agent.run(active.context)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                if active.cancel_outcome == "interrupted":
-                    await self._end_failed(
-                        active, "interrupted", active.cancel_reason, status=Run.Status.INTERRUPTED
-                    )
-                else:
-                    await self._end_cancelled(active)
-            except TimeoutError:
-                await self._end_failed(active, "timeout", "the run took too long")
-            except AgentFailure as failure:
-                await self._end_failed(active, failure.code, failure.message[:500])
-            except Exception as exc:
-                logger.exception(
-                    "run failed user_id=%s run_id=%s",
-                    self.user_id,
-                    ref.run_id,
-                    extra={"user_id": self.user_id, "run_id": ref.run_id},
-                )
-                # Users see a plain message; the admin sees what went wrong.
-                await self._end_failed(
-                    active,
-                    "agent_failed",
-                    "the agent failed with an internal error",
-                    detail=f"{type(exc).__name__}: {exc}"[:2000],
-                )
-            else:
-                await self._end_completed(active, result)
+            await self._end(active, await self._outcome(active, previous, remote_id))
         except Exception:
             # Recording the end failed (database gone?). The run row stays
             # 'running' and the interrupted-run sweep ends it later.
@@ -357,6 +326,57 @@ class UserAgentSession:
             if self._thread_tail.get(ref.thread_id) is asyncio.current_task():
                 del self._thread_tail[ref.thread_id]
 
+    async def _outcome(
+        self, active: ActiveRun, previous: asyncio.Task[None] | None, remote_id: str | None
+    ) -> RunEnding:
+        """Run the agent (after the run ahead in its thread); return how it ended."""
+        try:
+            if active.cancel is not None:
+                raise asyncio.CancelledError
+            if previous is not None:
+                await asyncio.wait({previous})
+            if remote_id is not None:
+                await self._wait_remote(remote_id)
+            await self._begin(active)
+            limit = min(active.agent.definition.max_run_seconds, settings.AGENT_RUN_TIMEOUT_SECONDS)
+            async with asyncio.timeout(limit):
+                result = await active.agent.run(active.context)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            cancel = active.cancel or CancelRequest("cancelled")
+            if cancel.outcome == "interrupted":
+                return interrupted(cancel.reason)
+            return cancelled(cancel.reason)
+        except TimeoutError:
+            return failed("timeout", "the run took too long")
+        except AgentFailure as failure:
+            return failed(failure.code, failure.message[:500])
+        except Exception as exc:
+            logger.exception(
+                "run failed user_id=%s run_id=%s",
+                self.user_id,
+                active.ref.run_id,
+                extra={"user_id": self.user_id, "run_id": active.ref.run_id},
+            )
+            # Users see a plain message; the admin sees what went wrong.
+            return failed(
+                "agent_failed",
+                "the agent failed with an internal error",
+                detail=f"{type(exc).__name__}: {exc}"[:2000],
+            )
+        return completed(str(result), _ms(active))
+
+    async def _end(self, active: ActiveRun, ending: RunEnding) -> None:
+        await run_end(
+            self._emitter,
+            active.ref,
+            ending,
+            started=active.state is RunState.RUNNING,
+            message=active.message,
+        )
+
     async def _wait_remote(self, run_id: str) -> None:
         # The run ahead in this thread is in another process: wait until it ends.
         while await database_sync_to_async(run_is_active)(run_id=run_id):  # noqa: ASYNC110
@@ -365,56 +385,13 @@ class UserAgentSession:
     async def _begin(self, active: ActiveRun) -> None:
         active.started_at = time.monotonic()
         # Set before the emit: emits finish even when the run is cancelled meanwhile.
-        active.started = True
+        active.state = RunState.RUNNING
         await self._emitter.emit(
             active.ref,
             "agent_started",
             {"message": active.message},
             run_change={"status": Run.Status.RUNNING},
         )
-
-    async def _end_completed(self, active: ActiveRun, result: str) -> None:
-        await self._emitter.emit(
-            active.ref,
-            "agent_completed",
-            {"status": "completed", "result": str(result), "duration_ms": _ms(active)},
-            run_change={"status": Run.Status.COMPLETED, "result": str(result)},
-        )
-        RUNS_FINISHED.labels(Run.Status.COMPLETED).inc()
-
-    async def _end_failed(
-        self,
-        active: ActiveRun,
-        code: str,
-        message: str,
-        status: str = Run.Status.FAILED,
-        detail: str = "",
-    ) -> None:
-        if not active.started:
-            await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
-        await self._emitter.emit(
-            active.ref,
-            "agent_error",
-            {"error": {"code": code, "message": message}},
-            run_change={"status": status, "error_code": code, "error_message": detail or message},
-        )
-        RUNS_FINISHED.labels(status).inc()
-
-    async def _end_cancelled(self, active: ActiveRun) -> None:
-        # A run cancelled while queued still tells its story: started, then cancelled.
-        if not active.started:
-            await self._emitter.emit(active.ref, "agent_started", {"message": active.message})
-        await self._emitter.emit(
-            active.ref,
-            "agent_cancelled",
-            {"reason": active.cancel_reason},
-            run_change={
-                "status": Run.Status.CANCELLED,
-                "error_code": "cancelled",
-                "error_message": active.cancel_reason,
-            },
-        )
-        RUNS_FINISHED.labels(Run.Status.CANCELLED).inc()
 
 
 def _ms(active: ActiveRun) -> int:

@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connection
 
 from agents.control import CANCEL_RUN, END_SESSION, describe, process_group
+from agents.ending import interrupted, run_end
 from agents.events.emitter import EventEmitter, RunRef
 from agents.events.writer import EventWriter
-from agents.metrics import RUNS_FINISHED
 from agents.models import Run
 from agents.registry import AgentRegistry
 from agents.selectors import run_has_events
@@ -90,7 +90,6 @@ class ProcessLifecycle:
         ended = 0
         for run in runs:
             if await self._interrupt_orphan(run):
-                RUNS_FINISHED.labels(Run.Status.INTERRUPTED).inc()
                 ended += 1
         if ended:
             logger.warning("interrupted %s runs left by stopped processes", ended)
@@ -103,12 +102,12 @@ class ProcessLifecycle:
         if not claimed:
             return False  # another process got there first
         # The user may have no session here: the orphan's events need only an emitter.
-        emitter = EventEmitter(user_id=run.user_id, writer=self.writer)
-        ref = RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name)
-        if not await database_sync_to_async(run_has_events)(run_id=str(run.pk)):
-            await emitter.emit(ref, "agent_started", {"message": run.message})
-        await emitter.emit(
-            ref, "agent_error", {"error": {"code": "interrupted", "message": ORPHAN_MESSAGE}}
+        await run_end(
+            EventEmitter(user_id=run.user_id, writer=self.writer),
+            RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name),
+            interrupted(ORPHAN_MESSAGE),
+            started=await database_sync_to_async(run_has_events)(run_id=str(run.pk)),
+            message=run.message,
         )
         return True
 

@@ -167,7 +167,7 @@ if REDIS_URL:
     # See docs/operations.md for the measurements behind this choice.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "realtime.layers.PipelinedPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {

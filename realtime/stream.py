@@ -162,9 +162,8 @@ class SocketStream:
         assert self.next_seq is not None
         metrics.GAP_FILLS.inc()
         replay = Replay(user_id=self.user_id, after_seq=self.next_seq - 1, through_seq=through_seq)
-        sent, count = await self._send_stored(replay)
-        if sent is not None:
-            self.next_seq = max(self.next_seq, sent + 1)
+        # next_seq moves past the hole with the live event sent right after the fill.
+        _, count = await self._send_stored(replay)
         metrics.EVENTS_GAP_FILLED.inc(count)
 
     async def _send_stored(self, replay: Replay) -> tuple[int | None, int]:

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import logging
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -58,11 +60,90 @@ async def test_events_held_during_a_pause_go_out_when_its_body_raises(amake_user
     with pytest.raises(RuntimeError):
         async with stream.paused():
             await stream.offer(1, frames[1])
+            assert socket.seqs == []  # held while paused, even with nothing held before
             raise RuntimeError("the request was refused")
     await stream.offer(2, frames[2])
     await stream.offer(3, frames[3])
     assert socket.seqs == [1, 2, 3]
     assert socket.failures == []
+
+
+async def test_held_events_go_out_in_order_once_each_without_reading_storage(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    frames = await emitted(session, await amake_run(user), 4)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.start(1)
+    await stream.offer(1, frames[1])
+    fills = metric("chatplatform_gap_fills_total")
+    async with stream.paused():
+        # out of order, and one already sent (another process's copy of it)
+        for seq in (3, 1, 2, 4):
+            await stream.offer(seq, frames[seq])
+    assert socket.seqs == [1, 2, 3, 4]
+    assert metric("chatplatform_gap_fills_total") == fills  # all were held: no hole to fill
+
+
+async def test_live_events_held_during_a_resume_are_not_sent_again(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    frames = await emitted(session, await amake_run(user), 5)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.start(1)
+    for seq in (1, 2, 3):
+        await stream.offer(seq, frames[seq])
+    replayed = metric("chatplatform_replayed_events_total")
+
+    async def done(last, recovered):
+        # 4 and 5 were stored before the replay read them; their live copies arrive now
+        await stream.offer(4, frames[4])
+        await stream.offer(5, frames[5])
+        socket.seqs.append(("complete", last, recovered))
+
+    count = await stream.resume(0, done)
+    assert count == 5
+    assert socket.seqs == [1, 2, 3, 1, 2, 3, 4, 5, ("complete", 5, True)]
+    await stream.offer(6, encode_frame({"seq": 6}))  # the next live event follows on
+    assert socket.seqs[-1] == 6
+    assert metric("chatplatform_replayed_events_total") == replayed  # counted by the consumer
+
+
+async def test_a_socket_gone_during_a_replay_ends_the_replay_quietly(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    await emitted(session, await amake_run(user), 5)
+    sent = []
+
+    async def send_then_go(text):
+        sent.append(json.loads(text)["seq"])
+        stream.close()  # the socket went away after its first replayed frame
+
+    stream = SocketStream(user_id=user.pk, send=send_then_go, on_failure=pytest.fail)
+    await stream.start(6)
+    completed = []
+
+    async def done(last, recovered):
+        completed.append(last)
+
+    assert await stream.resume(0, done) == 1
+    assert sent == [1]
+    assert completed == [1]
+
+
+async def test_live_sends_observe_emit_to_socket_latency(amake_user, registry):
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    frames = await emitted(session, await amake_run(user), 1)
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await stream.start(1)
+    count = metric("chatplatform_emit_to_socket_seconds_count")
+    total = metric("chatplatform_emit_to_socket_seconds_sum")
+    await stream.offer(1, frames[1], time.time() - 0.25)
+    assert metric("chatplatform_emit_to_socket_seconds_count") == count + 1
+    assert 0.25 <= metric("chatplatform_emit_to_socket_seconds_sum") - total < 0.9
 
 
 async def test_an_event_held_with_nobody_to_release_it_is_released(amake_user, registry):
@@ -79,7 +160,7 @@ async def test_an_event_held_with_nobody_to_release_it_is_released(amake_user, r
 
 
 async def test_a_failed_gap_fill_closes_the_socket_so_that_it_resumes(
-    amake_user, registry, monkeypatch
+    amake_user, registry, monkeypatch, caplog
 ):
     user = await amake_user()
     session = await registry.get_user_session(user.pk)
@@ -94,11 +175,17 @@ async def test_a_failed_gap_fill_closes_the_socket_so_that_it_resumes(
     stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
     await stream.start(1)
     failures_before = metric("chatplatform_stream_failures_total")
-    await stream.offer(3, frames[3])  # 1 and 2 are missing: filled from storage, which fails
-    for _ in range(200):
-        if socket.failures:
-            break
-        await asyncio.sleep(0.01)
+    with caplog.at_level(logging.ERROR, logger="realtime.stream"):
+        await stream.offer(3, frames[3])  # 1 and 2 are missing: filled from storage: it fails
+        for _ in range(200):
+            if socket.failures:
+                break
+            await asyncio.sleep(0.01)
+    [logged] = [r for r in caplog.records if r.name == "realtime.stream"]
+    assert logged.getMessage() == (
+        f"sending held events failed; closing the socket so that it resumes user_id={user.pk}"
+    )
+    assert logged.user_id == user.pk and logged.exc_info[0] is OperationalError
     assert [type(f) for f in socket.failures] == [OperationalError]
     assert stream.closed and socket.seqs == []
     assert metric("chatplatform_stream_failures_total") == failures_before + 1
