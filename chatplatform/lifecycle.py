@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.db import connection
 
@@ -28,7 +27,7 @@ from agents.services import (
     process_stop,
     run_claim_interrupted,
 )
-from realtime.hub import LocalHub
+from realtime.inbox import ProcessInbox
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +43,13 @@ class ProcessLifecycle:
         *,
         registry: AgentRegistry,
         writer: EventWriter,
-        layer: BaseChannelLayer,
-        hub: LocalHub,
+        inbox: ProcessInbox,
     ) -> None:
         self.registry = registry
         self.writer = writer
-        self.layer = layer
-        self.hub = hub
+        self.inbox = inbox
+        inbox.on(CANCEL_RUN, self._on_control)
+        inbox.on(END_SESSION, self._on_control)
         self.started = False
         self.stopped = False
         self._start_lock = asyncio.Lock()
@@ -132,17 +131,15 @@ class ProcessLifecycle:
                 logger.exception("SQLite checkpoint failed; retrying")
 
     async def _control_loop(self) -> None:
+        """Join this process's control group (its messages arrive through the inbox)."""
         while True:
             try:
-                layer = self.layer
-                channel = await layer.new_channel()
-                await layer.group_add(process_group(PROCESS_NAME), channel)
-                while True:
-                    await self._on_control(await layer.receive(channel))
+                await self.inbox.join(process_group(PROCESS_NAME))
+                return
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("control channel failed; reopening in 1 s")
+                logger.exception("joining the control group failed; retrying in 1 s")
                 await asyncio.sleep(1)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
@@ -168,7 +165,7 @@ class ProcessLifecycle:
             logger.warning("interrupted %s runs still going after the grace period", left)
         for task in self._tasks:
             task.cancel()
-        await self.hub.close()
+        await self.inbox.close()
         await database_sync_to_async(process_stop)()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess

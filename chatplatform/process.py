@@ -19,6 +19,7 @@ from agents.registry import AgentRegistry, UserSessionFactory
 from chatplatform.lifecycle import ProcessLifecycle
 from realtime.connections import ConnectionBook
 from realtime.hub import LocalHub
+from realtime.inbox import ProcessInbox
 from realtime.tokens import tokens_authenticate
 
 
@@ -28,6 +29,7 @@ class Process:
 
     layer: BaseChannelLayer
     hub: LocalHub
+    inbox: ProcessInbox
     writer: EventWriter
     sessions: UserSessionFactory
     registry: AgentRegistry
@@ -46,7 +48,8 @@ def build_process(*, layer: BaseChannelLayer | None = None) -> Process:
     if layer is None:
         # Without a layer no event would reach a socket: fail loudly instead.
         raise ValueError("the process needs a channel layer (CHANNEL_LAYERS['default'])")
-    hub = LocalHub(channel_layer=layer)
+    inbox = ProcessInbox(layer=layer)
+    hub = LocalHub(channel_layer=layer, inbox=inbox)
     writer = EventWriter(
         publish=hub.publish,
         max_batch=settings.EVENT_WRITER_MAX_BATCH,
@@ -62,7 +65,8 @@ def build_process(*, layer: BaseChannelLayer | None = None) -> Process:
         registry=registry,
         connections=ConnectionBook(),
         tokens=Batcher(tokens_authenticate),
-        lifecycle=ProcessLifecycle(registry=registry, writer=writer, layer=layer, hub=hub),
+        inbox=inbox,
+        lifecycle=ProcessLifecycle(registry=registry, writer=writer, inbox=inbox),
     )
 
 

@@ -18,30 +18,29 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 
 from agents.events.writer import StoredEvent
 from realtime.groups import EVENT_MESSAGE_TYPE, user_group
+from realtime.inbox import ProcessInbox
 from realtime.layers import group_send_many
 from realtime.metrics import DELIVERY_FAILURES
 from realtime.stream import SocketStream
 
 logger = logging.getLogger(__name__)
 
-RETRY_SECONDS = 1.0
-
 
 class LocalHub:
     """Routes each user's events to that user's sockets in this process."""
 
-    def __init__(self, *, channel_layer: BaseChannelLayer) -> None:
+    def __init__(self, *, channel_layer: BaseChannelLayer, inbox: ProcessInbox) -> None:
         if channel_layer is None:
             # Without a layer no event would reach a socket: fail loudly instead.
             raise ValueError("the hub needs a channel layer (CHANNEL_LAYERS['default'])")
         self.layer = channel_layer
+        self._inbox = inbox
+        inbox.on(EVENT_MESSAGE_TYPE, self._on_events)
         self.origin = uuid.uuid4().hex
         self._streams: dict[int, set[SocketStream]] = {}
         self._subscribed: set[int] = set()
         # Subscription changes go one at a time: a user's add and discard never cross.
         self._subscribing = asyncio.Lock()
-        self._channel: str | None = None
-        self._reader: asyncio.Task[None] | None = None
 
     @property
     def shared(self) -> bool:
@@ -124,41 +123,18 @@ class LocalHub:
         async with self._subscribing:
             wanted = bool(self._streams.get(user_id))
             if wanted and user_id not in self._subscribed:
-                await self.layer.group_add(user_group(user_id), await self._reader_channel())
+                await self._inbox.join(user_group(user_id))
                 self._subscribed.add(user_id)
             elif not wanted and user_id in self._subscribed:
                 self._subscribed.discard(user_id)
-                await self.layer.group_discard(user_group(user_id), await self._reader_channel())
+                await self._inbox.leave(user_group(user_id))
             if not wanted:
                 self._streams.pop(user_id, None)
 
-    async def _reader_channel(self) -> str:
-        loop = asyncio.get_running_loop()
-        if self._reader is None or self._reader.done() or self._reader.get_loop() is not loop:
-            self._channel = await self.layer.new_channel(prefix="hub.")
-            self._reader = loop.create_task(self._read(self._channel), name="hub-reader")
-        assert self._channel is not None
-        return self._channel
-
-    async def _read(self, channel: str) -> None:
-        """Hand each event published by another process to the user's sockets here."""
-        while True:
-            try:
-                message: dict[str, Any] = await self.layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("reading the channel layer failed; retrying")
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            if message.get("type") != EVENT_MESSAGE_TYPE or message.get("origin") == self.origin:
-                continue
-            user_id = int(message["user_id"])
-            for seq, text, called_at in message["events"]:
-                await self._fan_out(user_id, int(seq), text, called_at)
-
-    async def close(self) -> None:
-        """Stop reading the layer."""
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
+    async def _on_events(self, message: dict[str, Any]) -> None:
+        """Hand the events another process published to the user's sockets here."""
+        if message.get("origin") == self.origin:
+            return  # our own, already handed out by publish
+        user_id = int(message["user_id"])
+        for seq, text, called_at in message["events"]:
+            await self._fan_out(user_id, int(seq), text, called_at)

@@ -68,7 +68,7 @@ async def registry(process: Process) -> AsyncIterator[AgentRegistry]:
     """Return the test's registry and end its sessions (and runs) afterwards."""
     yield process.registry
     await process.registry.shutdown()
-    await process.hub.close()
+    await process.inbox.close()
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def test_readyz_names_the_channel_layer_when_redis_is_down():
     with sqlite_env(
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", READY_TIMEOUT_SECONDS="2"
     ) as env:
-        down = ("control channel failed", "Service Unavailable: /readyz")
+        down = ("joining the control group failed", "Service Unavailable: /readyz")
         with Daphne(env, allow_errors=down) as server:
             status, body = get(server.http_url + "/readyz")
     assert status == 503

@@ -15,6 +15,7 @@ from agents.events.writer import EventWriter
 from agents.models import Agent, Run, RunEvent, Thread
 from realtime.groups import EVENT_MESSAGE_TYPE
 from realtime.hub import LocalHub
+from realtime.inbox import ProcessInbox
 from tests.conftest import connect_user
 from tests.services import free_port, require_redis
 
@@ -72,7 +73,9 @@ async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user,
     dead = RedisPubSubChannelLayer(
         hosts=[{"address": f"redis://127.0.0.1:{free_port()}", "socket_connect_timeout": 1}]
     )
-    writer = EventWriter(publish=LocalHub(channel_layer=dead).publish)
+    writer = EventWriter(
+        publish=LocalHub(channel_layer=dead, inbox=ProcessInbox(layer=dead)).publish
+    )
     emitter = EventEmitter(user_id=user.pk, writer=writer)
     before = REGISTRY.get_sample_value("chatplatform_delivery_failures_total")
     with caplog.at_level(logging.ERROR, logger="realtime.hub"):

@@ -13,6 +13,7 @@ from agents.events.store import NewEvent
 from agents.events.writer import EventWriter, StoredEvent
 from agents.models import RunEvent
 from realtime.hub import LocalHub
+from realtime.inbox import ProcessInbox
 from realtime.layers import group_send_many
 from realtime.stream import SocketStream
 from tests.agents.events.test_emitter import make_run, redis_layers
@@ -183,7 +184,9 @@ async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
     ref = await make_run(user)
     layer = get_channel_layer()
     # Two hubs on the one Redis: two processes as far as delivery is concerned.
-    hub_a, hub_b = LocalHub(channel_layer=layer), LocalHub(channel_layer=layer)
+    inbox_a, inbox_b = ProcessInbox(layer=layer), ProcessInbox(layer=layer)
+    hub_a = LocalHub(channel_layer=layer, inbox=inbox_a)
+    hub_b = LocalHub(channel_layer=layer, inbox=inbox_b)
     writer = EventWriter(publish=hub_a.publish)
     sockets, streams = {}, {}
     for name, hub in (("a1", hub_a), ("a2", hub_a), ("b1", hub_b)):
@@ -208,8 +211,8 @@ async def test_two_processes_hubs_share_events_once_each(amake_user, settings):
     # from Redis were dropped by the hub, not left to the sockets' seq check
     for stream in streams.values():
         assert stream.offered == list(range(1, 31))
-    await hub_a.close()
-    await hub_b.close()
+    await inbox_a.close()
+    await inbox_b.close()
     await database_sync_to_async(writer.close)()
     await layer.flush()
 
@@ -224,7 +227,7 @@ def test_the_process_refuses_to_run_without_a_layer(settings):
     with pytest.raises(ValueError, match="channel layer"):
         build_process()
     with pytest.raises(ValueError, match="channel layer"):
-        LocalHub(channel_layer=None)  # type: ignore[arg-type]
+        LocalHub(channel_layer=None, inbox=None)  # type: ignore[arg-type]
 
 
 async def test_streamed_events_keep_their_place_before_a_later_emit(amake_user, registry):
