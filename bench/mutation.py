@@ -1,6 +1,6 @@
 """Mutation testing of the delivery path, each mutant in a fresh test process.
 
-Usage: python bench/mutation.py [--workers 2] [--only realtime.stream]
+Usage: python bench/mutation.py [--workers 2] [--only realtime.stream,realtime.hub]
 1. `mutmut run` generates the mutants of the modules in pyproject's
    [tool.mutmut] and maps each function to the tests that call it; it is
    stopped once that is done. Its own runner forks one warm test process per
@@ -56,7 +56,8 @@ def mutants(only: str) -> list[str]:
     names = []
     for meta in sorted(MUTANTS.rglob("*.py.meta")):
         names += json.loads(meta.read_text())["exit_code_by_key"]
-    return [n for n in names if n.startswith(only)]
+    prefixes = tuple(only.split(","))
+    return [n for n in names if n.startswith(prefixes)]
 
 
 def tests_of(name: str, by_function: dict[str, list[str]]) -> list[str]:
@@ -109,7 +110,7 @@ def diff(name: str) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--only", default="", help="mutant name prefix, e.g. realtime.stream")
+    parser.add_argument("--only", default="", help="mutant name prefixes, comma-separated, e.g. realtime.stream,realtime.hub")
     parser.add_argument("--reuse", action="store_true", help="keep mutants/ from a previous run")
     args = parser.parse_args()
     if not args.reuse:

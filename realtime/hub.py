@@ -128,7 +128,9 @@ class LocalHub:
             elif not wanted and user_id in self._subscribed:
                 self._subscribed.discard(user_id)
                 await self._inbox.leave(user_group(user_id))
-            if not wanted:
+            # A socket of the user may have attached while we left its group (its
+            # own sync waits for the lock and joins again): keep its entry then.
+            if not self._streams.get(user_id):
                 self._streams.pop(user_id, None)
 
     async def _on_events(self, message: dict[str, Any]) -> None:

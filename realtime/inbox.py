@@ -27,6 +27,8 @@ class ProcessInbox:
         self._handlers: dict[str, Handler] = {}
         self._channel: str | None = None
         self._reader: asyncio.Task[None] | None = None
+        # Two first joins at once (the hub's and the lifecycle's) must share one channel.
+        self._naming = asyncio.Lock()
 
     def on(self, message_type: str, handler: Handler) -> None:
         """Hand every message of `message_type` to `handler`."""
@@ -48,9 +50,10 @@ class ProcessInbox:
 
     async def _name(self) -> str:
         loop = asyncio.get_running_loop()
-        if self._reader is None or self._reader.done() or self._reader.get_loop() is not loop:
-            self._channel = await self.layer.new_channel(prefix="process.")
-            self._reader = loop.create_task(self._read(self._channel), name="process-inbox")
+        async with self._naming:
+            if self._reader is None or self._reader.done() or self._reader.get_loop() is not loop:
+                self._channel = await self.layer.new_channel(prefix="process.")
+                self._reader = loop.create_task(self._read(self._channel), name="process-inbox")
         assert self._channel is not None
         return self._channel
 

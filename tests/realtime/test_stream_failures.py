@@ -7,15 +7,21 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.db import OperationalError
 from prometheus_client import REGISTRY
 
 from agents.events.frames import encode_frame
+from agents.events.writer import StoredEvent
 from realtime import stream as stream_module
 from realtime.closed import SOCKET_GONE
+from realtime.hub import LocalHub
+from realtime.inbox import ProcessInbox
 from realtime.stream import SocketStream
 from tests.agents.events.test_emitter import make_run as amake_run
+from tests.agents.events.test_emitter import redis_layers
 from tests.conftest import connect_user, send, start
+from tests.services import require_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -285,3 +291,57 @@ async def test_a_fan_out_failure_closes_that_socket_and_spares_the_others(
     assert len(sends) == 1 and json.loads(sends[0]["text"])["data"] == {"delta": "x"}
     await broken.disconnect()
     await healthy.disconnect()
+
+
+class GatedInbox(ProcessInbox):
+    """A real inbox whose leave() waits at a gate: a socket can attach meanwhile."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.gate = asyncio.Event()
+        self.leaving = asyncio.Event()
+
+    async def leave(self, group):
+        self.leaving.set()
+        await self.gate.wait()
+        await super().leave(group)
+
+
+@pytest.mark.redis
+async def test_a_socket_attaching_while_the_last_one_leaves_still_gets_events(amake_user, settings):
+    # Found by the protocol soak (two processes): the last tab's detach, while it
+    # left the user's group, dropped the entry of a tab attaching meanwhile.
+    settings.CHANNEL_LAYERS = redis_layers(require_redis())
+    layer = get_channel_layer()
+    user = await amake_user()
+    inbox = GatedInbox(layer=layer)
+    hub = LocalHub(channel_layer=layer, inbox=inbox)
+    socket = Socket()
+    old = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    new = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    await hub.attach(old)
+    leaving = asyncio.create_task(hub.detach(old))
+    await inbox.leaving.wait()
+    attaching = asyncio.create_task(hub.attach(new))
+    await asyncio.sleep(0.05)
+    inbox.gate.set()
+    await asyncio.gather(leaving, attaching)
+    assert hub.streams_of(user.pk) == (new,)
+    # and another process's event for the user reaches the new socket through Redis
+    await new.start(1)
+    other = LocalHub(channel_layer=layer, inbox=ProcessInbox(layer=layer))
+    await other.publish([StoredEvent(user.pk, 1, encode_frame({"seq": 1}), time.time())])
+    for _ in range(200):
+        if socket.seqs:
+            break
+        await asyncio.sleep(0.01)
+    assert socket.seqs == [1]
+    await inbox.close()
+    await layer.flush()
+
+
+async def test_first_joins_at_once_share_the_process_channel(process):
+    inbox = ProcessInbox(layer=process.layer)
+    await asyncio.gather(inbox.join("user.1"), inbox.join("process.x"))
+    assert len(process.layer.channels) == 1
+    await inbox.close()
