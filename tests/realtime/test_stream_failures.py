@@ -7,7 +7,7 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import OperationalError
 from prometheus_client import REGISTRY
 
@@ -340,8 +340,23 @@ async def test_a_socket_attaching_while_the_last_one_leaves_still_gets_events(am
     await layer.flush()
 
 
-async def test_first_joins_at_once_share_the_process_channel(process):
-    inbox = ProcessInbox(layer=process.layer)
+class SlowNamingLayer(InMemoryChannelLayer):
+    """The in-memory layer, with a new_channel that yields (as Redis's does)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.named = []
+
+    async def new_channel(self, prefix="specific."):
+        await asyncio.sleep(0.01)
+        name = await super().new_channel(prefix)
+        self.named.append(name)
+        return name
+
+
+async def test_first_joins_at_once_share_the_process_channel():
+    layer = SlowNamingLayer()
+    inbox = ProcessInbox(layer=layer)
     await asyncio.gather(inbox.join("user.1"), inbox.join("process.x"))
-    assert len(process.layer.channels) == 1
+    assert len(layer.named) == 1
     await inbox.close()
