@@ -110,7 +110,11 @@ def diff(name: str) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--only", default="", help="mutant name prefixes, comma-separated, e.g. realtime.stream,realtime.hub")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="mutant name prefixes, comma-separated, e.g. realtime.stream,realtime.hub",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep mutants/ from a previous run")
     args = parser.parse_args()
     if not args.reuse:

@@ -59,6 +59,10 @@ class LocalHub:
             streams.discard(stream)
         await self._sync_subscription(stream.user_id)
 
+    def users(self) -> list[int]:
+        """Return the users with sockets in this process."""
+        return sorted(self._streams)
+
     def streams_of(self, user_id: int) -> tuple[SocketStream, ...]:
         """Return the streams of the user's sockets this hub routes events to."""
         return tuple(self._streams.get(user_id, ()))

@@ -77,18 +77,20 @@ async def test_events_held_during_a_pause_go_out_when_its_body_raises(amake_user
 async def test_held_events_go_out_in_order_once_each_without_reading_storage(amake_user, registry):
     user = await amake_user()
     session = await registry.get_user_session(user.pk)
-    frames = await emitted(session, await amake_run(user), 4)
+    frames = await emitted(session, await amake_run(user), 12)
     socket = Socket()
     stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
-    await stream.start(1)
-    await stream.offer(1, frames[1])
+    await stream.start(9)
+    await stream.offer(9, frames[9])
     fills = metric("chatplatform_gap_fills_total")
+    observed = metric("chatplatform_emit_to_socket_seconds_count")
     async with stream.paused():
-        # out of order, and one already sent (another process's copy of it)
-        for seq in (3, 1, 2, 4):
-            await stream.offer(seq, frames[seq])
-    assert socket.seqs == [1, 2, 3, 4]
+        # out of order (10 sorts before 9 as text), and one already sent
+        for seq in (11, 9, 10, 12):
+            await stream.offer(seq, frames[seq], time.time())
+    assert socket.seqs == [9, 10, 11, 12]
     assert metric("chatplatform_gap_fills_total") == fills  # all were held: no hole to fill
+    assert metric("chatplatform_emit_to_socket_seconds_count") == observed + 3
 
 
 async def test_live_events_held_during_a_resume_are_not_sent_again(amake_user, registry):
@@ -271,7 +273,7 @@ async def test_a_resume_cursor_past_the_last_event_skips_nothing_later(amake_use
 
 
 async def test_a_fan_out_failure_closes_that_socket_and_spares_the_others(
-    amake_user, registry, monkeypatch, process
+    amake_user, registry, monkeypatch, process, caplog
 ):
     user = await amake_user()
     broken, _ = await connect_user(user)
@@ -283,7 +285,13 @@ async def test_a_fan_out_failure_closes_that_socket_and_spares_the_others(
 
     monkeypatch.setattr(victim, "offer", explode)
     ref = await amake_run(user)
-    await registry.peek(user.pk).emitter.emit(ref, "partial_result", {"delta": "x"})
+    with caplog.at_level(logging.ERROR, logger="realtime.hub"):
+        envelope = await registry.peek(user.pk).emitter.emit(ref, "partial_result", {"delta": "x"})
+    [logged] = [r for r in caplog.records if r.name == "realtime.hub"]
+    assert logged.getMessage() == (
+        f"sending seq={envelope['seq']} to a socket failed user_id={user.pk}"
+    )
+    assert logged.exc_info[0] is ValueError
     outputs = [await c.receive_output(timeout=5) for c in (broken, healthy)]
     closes = [o for o in outputs if o["type"] == "websocket.close"]
     sends = [o for o in outputs if o["type"] == "websocket.send"]
@@ -360,3 +368,61 @@ async def test_first_joins_at_once_share_the_process_channel():
     await asyncio.gather(inbox.join("user.1"), inbox.join("process.x"))
     assert len(layer.named) == 1
     await inbox.close()
+
+
+async def test_a_users_last_socket_leaving_leaves_nothing_behind_in_the_hub(
+    amake_user, registry, process
+):
+    user = await amake_user()
+    first, _ = await connect_user(user)
+    second, _ = await connect_user(user)
+    assert user.pk in process.hub.users()
+    await first.disconnect()
+    assert user.pk in process.hub.users()
+    await second.disconnect()
+    assert user.pk not in process.hub.users()
+
+
+@pytest.mark.redis
+async def test_the_process_listens_to_a_users_group_only_while_it_has_their_sockets(
+    amake_user, settings
+):
+    settings.CHANNEL_LAYERS = redis_layers(require_redis())
+    layer = get_channel_layer()
+    user, other_user = await amake_user(), await amake_user()
+    inbox = ProcessInbox(layer=layer)
+    hub = LocalHub(channel_layer=layer, inbox=inbox)
+    arrived = []
+
+    async def seen(message):
+        arrived.append(message["user_id"])
+        await hub._on_events(message)
+
+    inbox.on("agent.event", seen)
+    elsewhere = LocalHub(channel_layer=layer, inbox=ProcessInbox(layer=layer))
+    socket = Socket()
+    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+
+    async def published(user_id, seq):
+        arrived.clear()
+        text = encode_frame({"seq": seq})
+        await elsewhere.publish([StoredEvent(user_id, seq, text, time.time() - 0.1)])
+        await asyncio.sleep(0.3)
+        return list(arrived)
+
+    await inbox.join("process.warm")  # the inbox reads before the user's first socket
+    assert await published(user.pk, 1) == []
+    await hub.attach(stream)
+    await stream.start(2)
+    observed = metric("chatplatform_emit_to_socket_seconds_count")
+    assert await published(user.pk, 2) == [user.pk]
+    assert socket.seqs == [2]
+    assert metric("chatplatform_emit_to_socket_seconds_count") == observed + 1
+    assert await published(other_user.pk, 1) == []  # another user's group: not joined
+    await hub.detach(stream)
+    assert await published(user.pk, 3) == []  # left with the last socket
+    await hub.detach(stream)  # a second detach (a refused socket) joins nothing
+    assert await published(user.pk, 4) == []
+    assert hub.users() == []
+    await inbox.close()
+    await layer.flush()

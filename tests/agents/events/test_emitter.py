@@ -81,10 +81,12 @@ async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user,
     with caplog.at_level(logging.ERROR, logger="realtime.hub"):
         envelope = await emitter.emit(ref, "partial_result", {"delta": "kept"})
     assert REGISTRY.get_sample_value("chatplatform_delivery_failures_total") == before + 1
-    assert any(
-        "live delivery failed" in r.getMessage() and f"seq={envelope['seq']}" in r.getMessage()
-        for r in caplog.records
+    [logged] = [r for r in caplog.records if r.name == "realtime.hub"]
+    seq = envelope["seq"]
+    assert logged.getMessage() == (
+        f"live delivery failed (user_id={user.pk} seq={seq}..{seq}); events kept for resume"
     )
+    assert (logged.user_id, logged.seq) == (user.pk, seq)
     stored = await RunEvent.objects.aget(user=user, seq=envelope["seq"])
     assert stored.payload == {"delta": "kept"}
     await dead.flush()

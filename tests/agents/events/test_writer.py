@@ -226,7 +226,8 @@ def test_the_process_refuses_to_run_without_a_layer(settings):
     channel_layers.backends.clear()
     with pytest.raises(ValueError, match="channel layer"):
         build_process()
-    with pytest.raises(ValueError, match="channel layer"):
+    hub_needs = r"^the hub needs a channel layer \(CHANNEL_LAYERS\['default'\]\)$"
+    with pytest.raises(ValueError, match=hub_needs):
         LocalHub(channel_layer=None, inbox=None)  # type: ignore[arg-type]
 
 
