@@ -12,43 +12,15 @@ tests/e2e/test_protocol_model.py). Redis and PostgreSQL layouts run when reachab
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.daphne import Daphne, postgres_env, sqlite_env
-from tests.protocol_model import MODEL_LIMITS, Driver, ModelViolation
+from tests.protocol_model import Driver, ModelViolation, layout
 from tests.services import POSTGRES_URL, REDIS_URL, reachable
-
-
-@contextlib.contextmanager
-def layout(name: str) -> Iterator[tuple[dict[str, str], list[Daphne]]]:
-    """Start the servers of one layout; yield its environment and servers."""
-    prefix = f"soak{uuid.uuid4().hex[:8]}"
-    if name == "memory":
-        with sqlite_env(**MODEL_LIMITS) as env, Daphne(env) as server:
-            yield env, [server]
-    elif name == "redis":
-        with (
-            sqlite_env(REDIS_URL=REDIS_URL, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS) as env,
-            Daphne(env) as server,
-        ):
-            yield env, [server]
-    else:
-        with (
-            postgres_env(
-                POSTGRES_URL, REDIS_URL=REDIS_URL, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS
-            ) as env,
-            Daphne(env) as first,
-            Daphne(env) as second,
-        ):
-            yield env, [first, second]
 
 
 def seeds_of(text: str) -> list[int]:
@@ -71,7 +43,7 @@ async def soak(seeds: list[int], operations: int, layouts: list[str]) -> int:
             print(f"{name}: skipped, PostgreSQL not reachable at {POSTGRES_URL}")
             continue
         # One set of servers per layout: seeds follow each other on it, as users would.
-        with layout(name) as (env, servers):
+        with layout(name, REDIS_URL, POSTGRES_URL) as (env, servers):
             for seed in seeds:
                 driver = Driver(seed, env, servers, operations)
                 try:

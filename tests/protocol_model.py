@@ -28,13 +28,13 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
 
-from tests.daphne import Daphne, manage, stored_events
+from tests.daphne import Daphne, manage, postgres_env, sqlite_env, stored_events
 
 TERMINAL = {"agent_completed", "agent_error", "agent_cancelled"}
 # Limits low enough that refusals of every kind happen during a trial.
@@ -596,3 +596,29 @@ def _on_resume_complete(state: State, cursor: int, last_seq: int) -> list[State]
     # the user's last event replays nothing and reports that last event.
     whole = replay - 1 == last_seq if replay is not None else last_seq <= cursor
     return [(max(next_live, last_seq + 1), pending[1:], None)] if whole else []
+
+
+@contextlib.contextmanager
+def layout(
+    name: str, redis_url: str = "", postgres_url: str = ""
+) -> Iterator[tuple[dict[str, str], list[Daphne]]]:
+    """Start the servers of a layout (memory, redis, two-processes); yield env and servers."""
+    prefix = f"model{uuid.uuid4().hex[:8]}"
+    if name == "memory":
+        with sqlite_env(**MODEL_LIMITS) as env, Daphne(env) as server:
+            yield env, [server]
+    elif name == "redis":
+        with (
+            sqlite_env(REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS) as env,
+            Daphne(env) as server,
+        ):
+            yield env, [server]
+    else:
+        with (
+            postgres_env(
+                postgres_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS
+            ) as env,
+            Daphne(env) as first,
+            Daphne(env) as second,
+        ):
+            yield env, [first, second]

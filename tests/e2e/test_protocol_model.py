@@ -6,12 +6,10 @@ PROTOCOL_MODEL_SEEDS=<seed> (and PROTOCOL_MODEL_OPERATIONS to match).
 """
 
 import os
-import uuid
 
 import pytest
 
-from tests.daphne import Daphne, postgres_env, sqlite_env
-from tests.protocol_model import MODEL_LIMITS, Driver, ModelViolation
+from tests.protocol_model import Driver, ModelViolation, layout
 from tests.services import require_postgres, require_redis
 
 pytestmark = pytest.mark.e2e
@@ -20,14 +18,15 @@ SEEDS = [int(s) for s in os.environ.get("PROTOCOL_MODEL_SEEDS", "1,2,3").split("
 OPERATIONS = int(os.environ.get("PROTOCOL_MODEL_OPERATIONS", "150"))
 
 
-async def trial(seed, env, servers, report):
-    try:
-        done = await Driver(seed, env, servers, OPERATIONS).run()
-    except ModelViolation as broken:
-        raise AssertionError(
-            f"seed {seed} broke the protocol (replay: PROTOCOL_MODEL_SEEDS={seed} "
-            f"PROTOCOL_MODEL_OPERATIONS={OPERATIONS}): {broken}"
-        ) from None
+async def trial(seed, name, report, redis_url="", postgres_url=""):
+    with layout(name, redis_url, postgres_url) as (env, servers):
+        try:
+            done = await Driver(seed, env, servers, OPERATIONS).run()
+        except ModelViolation as broken:
+            raise AssertionError(
+                f"seed {seed} broke the protocol (replay: PROTOCOL_MODEL_SEEDS={seed} "
+                f"PROTOCOL_MODEL_OPERATIONS={OPERATIONS}): {broken}"
+            ) from None
     report(done.summary())
 
 
@@ -42,33 +41,18 @@ def report(capsys):
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_model_in_memory_layer(seed, report):
-    with sqlite_env(**MODEL_LIMITS) as env, Daphne(env) as server:
-        await trial(seed, env, [server], report)
+    await trial(seed, "memory", report)
 
 
 @pytest.mark.redis
 @pytest.mark.parametrize("seed", SEEDS[:2])
 async def test_model_redis_layer(seed, report):
-    redis_url = require_redis()
-    prefix = f"model{uuid.uuid4().hex[:8]}"
-    with (
-        sqlite_env(REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS) as env,
-        Daphne(env) as server,
-    ):
-        await trial(seed, env, [server], report)
+    await trial(seed, "redis", report, redis_url=require_redis())
 
 
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.parametrize("seed", SEEDS[:2])
 async def test_model_two_processes_sharing_redis_and_postgres(seed, report):
-    redis_url, pg_url = require_redis(), require_postgres()
-    prefix = f"model{uuid.uuid4().hex[:8]}"
-    with (
-        postgres_env(
-            pg_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS
-        ) as env,
-        Daphne(env) as first,
-        Daphne(env) as second,
-    ):
-        await trial(seed, env, [first, second], report)
+    redis_url, postgres_url = require_redis(), require_postgres()
+    await trial(seed, "two-processes", report, redis_url, postgres_url)

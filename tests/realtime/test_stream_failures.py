@@ -22,27 +22,9 @@ from tests.agents.events.test_emitter import make_run as amake_run
 from tests.agents.events.test_emitter import redis_layers
 from tests.conftest import connect_user, send, start
 from tests.services import require_redis
+from tests.streams import Socket, emitted
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Socket:
-    """A SocketStream's sending end recording what it was given, and failures."""
-
-    def __init__(self):
-        self.seqs = []
-        self.failures = []
-
-    async def send(self, text):
-        self.seqs.append(json.loads(text)["seq"])
-
-
-async def emitted(session, ref, count):
-    frames = {}
-    for i in range(count):
-        envelope = await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
-        frames[envelope["seq"]] = encode_frame(envelope)
-    return frames
 
 
 async def settle(stream, next_seq):
@@ -61,7 +43,7 @@ async def test_events_held_during_a_pause_go_out_when_its_body_raises(amake_user
     session = await registry.get_user_session(user.pk)
     frames = await emitted(session, await amake_run(user), 3)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.start(1)
     with pytest.raises(RuntimeError):
         async with stream.paused():
@@ -79,7 +61,7 @@ async def test_held_events_go_out_in_order_once_each_without_reading_storage(ama
     session = await registry.get_user_session(user.pk)
     frames = await emitted(session, await amake_run(user), 12)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.start(9)
     await stream.offer(9, frames[9])
     fills = metric("chatplatform_gap_fills_total")
@@ -98,7 +80,7 @@ async def test_live_events_held_during_a_resume_are_not_sent_again(amake_user, r
     session = await registry.get_user_session(user.pk)
     frames = await emitted(session, await amake_run(user), 5)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.start(1)
     for seq in (1, 2, 3):
         await stream.offer(seq, frames[seq])
@@ -145,7 +127,7 @@ async def test_live_sends_observe_emit_to_socket_latency(amake_user, registry):
     session = await registry.get_user_session(user.pk)
     frames = await emitted(session, await amake_run(user), 1)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.start(1)
     count = metric("chatplatform_emit_to_socket_seconds_count")
     total = metric("chatplatform_emit_to_socket_seconds_sum")
@@ -159,7 +141,7 @@ async def test_an_event_held_with_nobody_to_release_it_is_released(amake_user, r
     session = await registry.get_user_session(user.pk)
     frames = await emitted(session, await amake_run(user), 2)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.start(1)
     stream._held.append((1, frames[1], None))  # left behind by a bug elsewhere
     await stream.offer(2, frames[2])
@@ -180,7 +162,7 @@ async def test_a_failed_gap_fill_closes_the_socket_so_that_it_resumes(
 
     monkeypatch.setattr(stream_module.Replay, "frames", storage_down)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.start(1)
     failures_before = metric("chatplatform_stream_failures_total")
     with caplog.at_level(logging.ERROR, logger="realtime.stream"):
@@ -325,8 +307,8 @@ async def test_a_socket_attaching_while_the_last_one_leaves_still_gets_events(am
     inbox = GatedInbox(layer=layer)
     hub = LocalHub(channel_layer=layer, inbox=inbox)
     socket = Socket()
-    old = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
-    new = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    old = socket.stream(user.pk)
+    new = socket.stream(user.pk)
     await hub.attach(old)
     leaving = asyncio.create_task(hub.detach(old))
     await inbox.leaving.wait()
@@ -401,7 +383,7 @@ async def test_the_process_listens_to_a_users_group_only_while_it_has_their_sock
     inbox.on("agent.event", seen)
     elsewhere = LocalHub(channel_layer=layer, inbox=ProcessInbox(layer=layer))
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
 
     async def published(user_id, seq):
         arrived.clear()

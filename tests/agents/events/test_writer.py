@@ -1,7 +1,6 @@
 """EventWriter, LocalHub, SocketStream: batched, stored before sent, gapless per socket."""
 
 import asyncio
-import json
 import uuid
 
 import pytest
@@ -19,6 +18,7 @@ from realtime.stream import SocketStream
 from tests.agents.events.test_emitter import make_run, redis_layers
 from tests.conftest import connect_user
 from tests.services import require_redis
+from tests.streams import Socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,17 +122,6 @@ async def test_a_cancelled_emitter_still_has_its_event_stored_and_sent(amake_use
     await comm.disconnect()
 
 
-class Socket:
-    """A SocketStream's sending end that records the seqs it was given."""
-
-    def __init__(self):
-        self.seqs = []
-        self.failures = []
-
-    async def send(self, text):
-        self.seqs.append(json.loads(text)["seq"])
-
-
 async def test_stream_fills_holes_from_storage_and_never_repeats(amake_user, registry):
     user = await amake_user()
     session = await registry.get_user_session(user.pk)
@@ -142,7 +131,7 @@ async def test_stream_fills_holes_from_storage_and_never_repeats(amake_user, reg
         envelope = await session.emitter.emit(ref, "partial_result", {"delta": str(i)})
         frames[envelope["seq"]] = encode_frame(envelope)
     socket = Socket()
-    stream = SocketStream(user_id=user.pk, send=socket.send, on_failure=socket.failures.append)
+    stream = socket.stream(user.pk)
     await stream.offer(2, frames[2])  # before the start: held
     await stream.start(2)
     await stream.offer(1, frames[1])  # before the start point: dropped
