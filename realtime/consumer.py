@@ -64,7 +64,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
     closing = False
     # No channel-layer channel per socket: events come from the process's hub
     # (one layer subscription per user per process), nothing else is sent here.
-    # An alias with no configuration makes Channels skip the channel.
+    # An alias with no configuration makes Channels skip the channel (its
+    # get_channel_layer returns None); tests/realtime/test_adapters.py checks it.
     channel_layer_alias = "sockets-use-the-hub"
 
     def __init__(
