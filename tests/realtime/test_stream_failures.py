@@ -359,10 +359,13 @@ async def test_a_users_last_socket_leaving_leaves_nothing_behind_in_the_hub(
     first, _ = await connect_user(user)
     second, _ = await connect_user(user)
     assert user.pk in process.hub.users()
+    process_stream = process.hub.streams_of(user.pk)[0]
     await first.disconnect()
     assert user.pk in process.hub.users()
     await second.disconnect()
     assert user.pk not in process.hub.users()
+    await process.hub.detach(process_stream)  # a second detach is harmless
+    assert process.hub.users() == []
 
 
 @pytest.mark.redis
@@ -401,10 +404,16 @@ async def test_the_process_listens_to_a_users_group_only_while_it_has_their_sock
     assert socket.seqs == [2]
     assert metric("chatplatform_emit_to_socket_seconds_count") == observed + 1
     assert await published(other_user.pk, 1) == []  # another user's group: not joined
+    second = socket.stream(user.pk)
+    await hub.attach(second)  # a second tab here keeps the group joined
+    await second.start(3)
+    assert await published(user.pk, 3) == [user.pk]
+    assert socket.seqs == [2, 3, 3]
+    await hub.detach(second)
     await hub.detach(stream)
-    assert await published(user.pk, 3) == []  # left with the last socket
+    assert await published(user.pk, 4) == []  # left with the last socket
     await hub.detach(stream)  # a second detach (a refused socket) joins nothing
-    assert await published(user.pk, 4) == []
+    assert await published(user.pk, 5) == []
     assert hub.users() == []
     await inbox.close()
     await layer.flush()
