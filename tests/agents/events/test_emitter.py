@@ -11,7 +11,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from prometheus_client import REGISTRY
 
 from agents.events.emitter import EventEmitter, RunRef
-from agents.events.writer import EventWriter
+from agents.events.writer import EventWriter, StoredEvent
 from agents.models import Agent, Run, RunEvent, Thread
 from realtime.groups import EVENT_MESSAGE_TYPE
 from realtime.hub import LocalHub
@@ -202,3 +202,22 @@ async def test_burst_of_150_concurrent_connects_over_redis(amake_user, registry,
     assert all(f["seq"] == envelope["seq"] for f in frames)
     await asyncio.gather(*(tab.disconnect() for tab in tabs))
     await get_channel_layer().flush()
+
+
+async def test_a_failed_publish_names_every_users_range_in_one_line(caplog):
+    dead = RedisPubSubChannelLayer(
+        hosts=[{"address": f"redis://127.0.0.1:{free_port()}", "socket_connect_timeout": 1}]
+    )
+    hub = LocalHub(channel_layer=dead, inbox=ProcessInbox(layer=dead))
+    batch = [
+        StoredEvent(7, 3, "{}", 0.0),
+        StoredEvent(7, 4, "{}", 0.0),
+        StoredEvent(9, 1, "{}", 0.0),
+    ]
+    with caplog.at_level(logging.ERROR, logger="realtime.hub"):
+        await hub.publish(batch)
+    [logged] = [r for r in caplog.records if r.name == "realtime.hub"]
+    assert logged.getMessage() == (
+        "live delivery failed (user_id=7 seq=3..4, user_id=9 seq=1..1); events kept for resume"
+    )
+    await dead.flush()
