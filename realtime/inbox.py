@@ -39,8 +39,10 @@ class ProcessInbox:
         await self.layer.group_add(group, await self._name())
 
     async def leave(self, group: str) -> None:
-        """Stop receiving the group's messages."""
-        await self.layer.group_discard(group, await self._name())
+        """Stop receiving the group's messages (nothing to do once the inbox is closed)."""
+        # Never open a channel just to leave: the group was joined with this one.
+        if self._channel is not None and self._reader is not None:
+            await self.layer.group_discard(group, self._channel)
 
     async def close(self) -> None:
         """Stop reading."""

@@ -417,3 +417,12 @@ async def test_the_process_listens_to_a_users_group_only_while_it_has_their_sock
     assert hub.users() == []
     await inbox.close()
     await layer.flush()
+
+
+async def test_leaving_after_the_inbox_closed_opens_no_channel():
+    layer = SlowNamingLayer()
+    inbox = ProcessInbox(layer=layer)
+    await inbox.join("user.1")
+    await inbox.close()
+    await inbox.leave("user.1")  # a socket detaching while the process stops
+    assert len(layer.named) == 1
