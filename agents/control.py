@@ -1,4 +1,4 @@
-"""Control messages between server processes: cancel a run, end a session."""
+"""Control messages between server processes: cancel a run, end a session, wake a waiting run."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -7,6 +7,7 @@ from channels.layers import BaseChannelLayer
 
 CANCEL_RUN = "run.cancel"
 END_SESSION = "session.end"
+INPUT_DECIDED = "input.decided"
 
 
 def process_group(process_name: str) -> str:
@@ -34,6 +35,16 @@ async def request_session_end(
     )
 
 
+async def request_input_wake(
+    layer: BaseChannelLayer, *, process: str, user_id: int, interrupt_id: str
+) -> None:
+    """Tell the process whose run waits on an input request that it was decided."""
+    await layer.group_send(
+        process_group(process),
+        {"type": INPUT_DECIDED, "user_id": user_id, "interrupt_id": interrupt_id},
+    )
+
+
 @dataclass(frozen=True)
 class ProcessControl:
     """Sends control messages to other processes through the channel layer."""
@@ -48,6 +59,12 @@ class ProcessControl:
         """Ask the process running a run to cancel it."""
         await request_run_cancel(
             self.layer, process=process, run_id=run_id, user_id=user_id, reason=reason
+        )
+
+    async def wake_input(self, *, process: str, user_id: int, interrupt_id: str) -> None:
+        """Tell the process running a run that its input request was decided."""
+        await request_input_wake(
+            self.layer, process=process, user_id=user_id, interrupt_id=interrupt_id
         )
 
 

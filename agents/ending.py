@@ -5,7 +5,7 @@ with it, and one function emits it: a run that never got to emit
 `agent_started` emits it first, so every run tells a whole story.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.events.emitter import EventEmitter, RunRef
@@ -21,6 +21,11 @@ class RunEnding:
     event_type: str
     data: dict[str, Any]
     run_change: dict[str, Any]
+
+    def with_usage(self, usage: dict[str, int]) -> "RunEnding":
+        """Return this ending with the run's token usage stored (and shown on completion)."""
+        data = {**self.data, "usage": usage} if self.event_type == "agent_completed" else self.data
+        return replace(self, data=data, run_change={**self.run_change, **usage})
 
 
 def completed(result: str, duration_ms: int) -> RunEnding:

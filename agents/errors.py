@@ -54,3 +54,9 @@ class MessageTooLarge(ServiceError):
     """The user's message is longer than allowed."""
 
     code = "message_too_large"
+
+
+class AlreadyResolved(ServiceError):
+    """The input request was already decided (or has expired)."""
+
+    code = "already_resolved"

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the domain: sessions, runs, events emitted (multiprocess-safe)."""
+"""Prometheus metrics of the domain: sessions, runs, events, inputs, tokens (multiprocess-safe)."""
 
 import functools
 from typing import Any
@@ -22,3 +22,16 @@ EVENTS_EMITTED = Counter(
 def events_emitted(event_type: str) -> Any:
     """Return the EVENTS_EMITTED child for a type (labels() is too slow for every event)."""
     return EVENTS_EMITTED.labels(event_type)
+
+
+INPUTS_REQUESTED = Counter(
+    "chatplatform_inputs_requested_total", "Input requests made by runs, by kind", ["kind"]
+)
+INPUTS_RESOLVED = Counter(
+    "chatplatform_inputs_resolved_total", "Input requests ended, by outcome", ["outcome"]
+)
+LLM_TOKENS = Counter(
+    "chatplatform_llm_tokens_total",
+    "Language-model tokens used by runs, by agent and direction (input or output)",
+    ["agent", "direction"],
+)

@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -18,6 +19,11 @@ class Agent(models.Model):
     allowed_tools = models.JSONField(
         default=list, blank=True, help_text="Names of the tools this agent may call."
     )
+    approval_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Names of the allowed tools whose every call waits for the user's approval.",
+    )
     tool_timeout_seconds = models.FloatField(default=30.0)
     max_run_seconds = models.FloatField(default=600.0)
     config = models.JSONField(default=dict, blank=True)
@@ -29,6 +35,24 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Check that the tool lists name known tools, and approvals only allowed ones."""
+        errors: dict[str, str] = {}
+        for field in ("allowed_tools", "approval_tools"):
+            value = getattr(self, field)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors[field] = "Give a JSON list of tool names."
+                continue
+            unknown = sorted(set(value) - set(settings.AGENT_TOOLS))
+            if unknown:
+                errors[field] = f"Unknown tools: {', '.join(unknown)}."
+        if not errors:
+            outside = sorted(set(self.approval_tools) - set(self.allowed_tools))
+            if outside:
+                errors["approval_tools"] = f"Not in allowed tools: {', '.join(outside)}."
+        if errors:
+            raise ValidationError(errors)
 
 
 class AgentSession(models.Model):
@@ -101,12 +125,13 @@ class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
+        WAITING_INPUT = "waiting_input"
         COMPLETED = "completed"
         FAILED = "failed"
         CANCELLED = "cancelled"
         INTERRUPTED = "interrupted"
 
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    ACTIVE = (Status.QUEUED, Status.RUNNING, Status.WAITING_INPUT)
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -127,6 +152,9 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     result = models.TextField(blank=True)
+    # Token usage reported by a language model (the `usage` of each API answer, summed).
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
@@ -139,6 +167,60 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"Run {str(self.id)[:8]} ({self.status})"
+
+
+class InputRequest(models.Model):
+    """A run's question to its user (approve a tool call, or answer), and how it was decided."""
+
+    class Kind(models.TextChoices):
+        TOOL_APPROVAL = "tool_approval"
+        QUESTION = "question"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        EDITED = "edited"
+        REJECTED = "rejected"
+        ANSWERED = "answered"
+        EXPIRED = "expired"
+        CANCELLED = "cancelled"
+        INTERRUPTED = "interrupted"
+
+    class DecidedBy(models.TextChoices):
+        USER = "user"
+        TIMEOUT = "timeout"
+        CANCEL = "cancel"
+        SHUTDOWN = "shutdown"
+
+    id = models.CharField(max_length=40, primary_key=True, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="inputs")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_inputs"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    message = models.TextField()
+    # As sent in input_requested: tool_name, tool_call_id and sanitised parameters,
+    # or the question's response_schema.
+    request = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.PENDING, db_index=True
+    )
+    decided_by = models.CharField(max_length=16, choices=DecidedBy.choices, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_connection = models.CharField(
+        max_length=32, blank=True, help_text="The WebSocket connection the decision came on."
+    )
+    # The decision's content: `answer`, edited `parameters`, or a rejection `message`.
+    response = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "outcome"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.outcome})"
 
 
 class UserEventCounter(models.Model):

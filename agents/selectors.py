@@ -5,7 +5,7 @@ import uuid
 from django.db.models import QuerySet
 
 from agents.errors import UnknownAgent
-from agents.models import Agent, Run, RunEvent, Thread
+from agents.models import Agent, InputRequest, Run, RunEvent, Thread
 
 
 def agent_get_enabled(*, name: str) -> Agent:
@@ -116,3 +116,15 @@ def run_is_active(*, run_id: str) -> bool:
 def run_has_events(*, run_id: str) -> bool:
     """Tell whether any event of the run is stored."""
     return RunEvent.objects.filter(run_id=run_id).exists()
+
+
+def input_get(*, interrupt_id: str) -> InputRequest | None:
+    """Return the input request with that id, or None."""
+    return InputRequest.objects.filter(pk=interrupt_id).first()
+
+
+def input_for_user(*, user_id: int, interrupt_id: str) -> InputRequest | None:
+    """Return the user's input request (with its run), or None: another user's is not found."""
+    return (
+        InputRequest.objects.select_related("run").filter(pk=interrupt_id, user_id=user_id).first()
+    )

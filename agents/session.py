@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 import uuid
@@ -16,12 +17,15 @@ from django.conf import settings
 from agents.control import ProcessControl
 from agents.ending import RunEnding, cancelled, completed, failed, interrupted, run_end
 from agents.errors import (
+    AlreadyResolved,
     InvalidRequest,
     MessageTooLarge,
     NotFound,
 )
 from agents.events.emitter import EventEmitter, RunRef
-from agents.metrics import RUNS_ACTIVE, RUNS_STARTED
+from agents.identity import PROCESS_NAME
+from agents.inputs import InputAsker, InputResolution, InputWaiters, user_decision
+from agents.metrics import LLM_TOKENS, RUNS_ACTIVE, RUNS_STARTED
 from agents.models import Run
 from agents.runtime.base import (
     Agent,
@@ -31,8 +35,9 @@ from agents.runtime.base import (
     load_agent_class,
 )
 from agents.runtime.tools import ToolDispatcher
-from agents.selectors import agent_get_enabled, run_get_active, run_is_active
+from agents.selectors import agent_get_enabled, input_for_user, run_get_active, run_is_active
 from agents.services import LocalRuns, RunDraft, RunLimits, run_admit
+from agents.services.inputs import input_decide
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,15 @@ class ActiveRun:
 
 
 @dataclass(frozen=True)
+class DecidedInput:
+    """An input request a user just decided, and the process whose run waits for it."""
+
+    interrupt_id: str
+    run_id: str
+    process: str
+
+
+@dataclass(frozen=True)
 class Admission:
     """What admitting a new run found: the runs it waits for or interrupts."""
 
@@ -86,6 +100,7 @@ def _definition_from_row(row: Any) -> AgentDefinition:
         name=row.name,
         implementation=row.implementation,
         allowed_tools=tuple(row.allowed_tools or ()),
+        approval_tools=tuple(row.approval_tools or ()),
         tool_timeout_seconds=float(row.tool_timeout_seconds),
         max_run_seconds=float(row.max_run_seconds),
         config=dict(row.config or {}),
@@ -123,6 +138,7 @@ class UserAgentSession:
         self._runs: dict[str, ActiveRun] = {}
         self._thread_tail: dict[str, asyncio.Task[None]] = {}
         self._start_lock = asyncio.Lock()
+        self._waiters = InputWaiters()
         self.connections = 0
         self.last_seen = time.monotonic()
 
@@ -198,6 +214,12 @@ class UserAgentSession:
                     reason=INTERRUPT_REASON,
                 )
             agent = agent_cls(definition=definition)
+            asker = InputAsker(
+                ref=ref,
+                emitter=self._emitter,
+                waiters=self._waiters,
+                cancel_outcome=functools.partial(self._cancel_outcome, ref.run_id),
+            )
             context = RunContext(
                 ref=ref,
                 message=message,
@@ -205,10 +227,13 @@ class UserAgentSession:
                 emitter=self._emitter,
                 dispatcher=ToolDispatcher(
                     allowed_tools=definition.allowed_tools,
+                    approval_tools=definition.approval_tools,
+                    asker=asker,
                     timeout_seconds=min(
                         definition.tool_timeout_seconds, settings.AGENT_TOOL_TIMEOUT_SECONDS
                     ),
                 ),
+                asker=asker,
             )
             active = ActiveRun(ref=ref, message=message, agent=agent, context=context)
             self._runs[ref.run_id] = active
@@ -260,6 +285,76 @@ class UserAgentSession:
             user_id=self.user_id,
             reason=reason,
         )
+
+    async def resolve_input(
+        self, resolution: InputResolution, *, connection_id: str = ""
+    ) -> DecidedInput:
+        """Record the user's decision on one of their input requests; the first decision wins.
+
+        Raises NotFound (unknown, or another user's: the two look the same),
+        AlreadyResolved, or InvalidRequest (the decision does not fit the request).
+        """
+        self.touch()
+        row = await database_sync_to_async(input_for_user)(
+            user_id=self.user_id, interrupt_id=resolution.interrupt_id
+        )
+        if row is None:
+            raise NotFound("no input request with that id")
+        if row.outcome != row.Outcome.PENDING:
+            raise AlreadyResolved(f"this request was already resolved ({row.outcome})")
+        decision = user_decision(row, resolution)
+        decided = await database_sync_to_async(input_decide)(
+            interrupt_id=row.pk,
+            user_id=self.user_id,
+            decision=decision,
+            connection_id=connection_id,
+            unexpired=True,
+        )
+        if not decided:
+            raise AlreadyResolved("this request was already resolved, or it has expired")
+        logger.info(
+            "input decided user_id=%s run_id=%s interrupt_id=%s outcome=%s connection=%s",
+            self.user_id,
+            row.run_id,
+            row.pk,
+            decision.outcome,
+            connection_id,
+            extra={"user_id": self.user_id, "run_id": str(row.run_id)},
+        )
+        return DecidedInput(interrupt_id=row.pk, run_id=str(row.run_id), process=row.run.process)
+
+    async def wake_input(self, decided: DecidedInput) -> None:
+        """Wake the run waiting on a decided request, here or through its process's control."""
+        if self._waiters.wake(decided.interrupt_id):
+            return
+        if decided.process == PROCESS_NAME:
+            return  # its run is gone (or polls its row): nothing to wake
+        try:
+            await self._control.wake_input(
+                process=decided.process, user_id=self.user_id, interrupt_id=decided.interrupt_id
+            )
+        except Exception:
+            # The waiting run polls its row too: it goes on, only later.
+            logger.exception(
+                "waking a run in another process failed user_id=%s interrupt_id=%s",
+                self.user_id,
+                decided.interrupt_id,
+                extra={"user_id": self.user_id, "run_id": decided.run_id},
+            )
+
+    def wake_local(self, interrupt_id: str) -> bool:
+        """Wake a run of this process waiting on the request (a control message said so)."""
+        return self._waiters.wake(interrupt_id)
+
+    def _cancel_outcome(self, run_id: str) -> tuple[str, str]:
+        """Return how a pending request of a cancelled run ends: (outcome, decided by)."""
+        active = self._runs.get(run_id)
+        cancel = active.cancel if active is not None else None
+        if cancel is None:
+            return ("expired", "timeout")  # the run's own time limit
+        if cancel.outcome == "interrupted":
+            return ("interrupted", "shutdown")
+        return ("cancelled", "cancel")
 
     async def cancel_local(self, run_id: str, *, reason: str) -> bool:
         """Cancel a run if this process runs it; tell whether it did."""
@@ -369,6 +464,12 @@ class UserAgentSession:
         return completed(str(result), _ms(active))
 
     async def _end(self, active: ActiveRun, ending: RunEnding) -> None:
+        usage = active.context.usage
+        if usage is not None:
+            ending = ending.with_usage(usage.as_dict())
+            name = active.ref.agent_name
+            LLM_TOKENS.labels(name, "input").inc(usage.input_tokens)
+            LLM_TOKENS.labels(name, "output").inc(usage.output_tokens)
         await run_end(
             self._emitter,
             active.ref,

@@ -13,11 +13,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from agents.control import CANCEL_RUN, END_SESSION, describe, process_group
+from agents.control import CANCEL_RUN, END_SESSION, INPUT_DECIDED, describe, process_group
 from agents.ending import interrupted, run_end
 from agents.events.emitter import EventEmitter, RunRef
 from agents.events.writer import EventWriter
-from agents.models import Run
+from agents.inputs import resolved_data
+from agents.models import InputRequest, Run
 from agents.registry import AgentRegistry
 from agents.selectors import run_has_events
 from agents.services import (
@@ -27,6 +28,7 @@ from agents.services import (
     process_stop,
     run_claim_interrupted,
 )
+from agents.services.inputs import InputDecision, inputs_close_for_run
 from realtime.inbox import ProcessInbox
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class ProcessLifecycle:
         self.inbox = inbox
         inbox.on(CANCEL_RUN, self._on_control)
         inbox.on(END_SESSION, self._on_control)
+        inbox.on(INPUT_DECIDED, self._on_input_decided)
         self.started = False
         self.stopped = False
         self._start_lock = asyncio.Lock()
@@ -101,9 +104,19 @@ class ProcessLifecycle:
         if not claimed:
             return False  # another process got there first
         # The user may have no session here: the orphan's events need only an emitter.
+        emitter = EventEmitter(user_id=run.user_id, writer=self.writer)
+        ref = RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name)
+        # Its pending input requests end with it, so that no tab keeps offering them.
+        shutdown = InputDecision(
+            InputRequest.Outcome.INTERRUPTED, InputRequest.DecidedBy.SHUTDOWN, {}
+        )
+        for interrupt_id in await database_sync_to_async(inputs_close_for_run)(
+            run_id=str(run.pk), decision=shutdown
+        ):
+            await emitter.emit(ref, "input_resolved", resolved_data(interrupt_id, "", shutdown))
         await run_end(
-            EventEmitter(user_id=run.user_id, writer=self.writer),
-            RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name),
+            emitter,
+            ref,
             interrupted(ORPHAN_MESSAGE),
             started=await database_sync_to_async(run_has_events)(run_id=str(run.pk)),
             message=run.message,
@@ -152,6 +165,12 @@ class ProcessLifecycle:
             await session.cancel_local(str(message["run_id"]), reason=str(message["reason"]))
         elif message.get("type") == END_SESSION and session.session_id == message["session_id"]:
             await registry.cleanup_user_session(session.user_id, cancel_runs=True)
+
+    async def _on_input_decided(self, message: dict[str, Any]) -> None:
+        session = self.registry.peek(int(message["user_id"]))
+        if session is None or not session.wake_local(str(message["interrupt_id"])):
+            # The run stopped waiting meanwhile, or polls its row: nothing is lost.
+            logger.info("no run here waits on %s", message.get("interrupt_id"))
 
     async def shutdown(self) -> None:
         """Stop taking work, give runs a grace period, interrupt the rest, and say so."""

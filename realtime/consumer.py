@@ -25,6 +25,7 @@ from realtime.protocol import (
     ProtocolError,
     StartRequest,
     decode_frame,
+    parse_resolve_input,
     parse_resume,
     parse_start_agent,
     parse_stop_agent,
@@ -273,6 +274,21 @@ class AgentConsumer(AsyncWebsocketConsumer):
         metrics.REPLAYS.inc()
         metrics.REPLAYED_EVENTS.inc(count)
 
+    async def handle_resolve_input(self, frame: Frame) -> None:
+        """Decide one of the user's input requests; its run goes on wherever it runs."""
+        decided = await self.session.resolve_input(
+            parse_resolve_input(frame.payload), connection_id=self.connection_id
+        )
+        # Sent before the run is woken, so it comes before the input_resolved event.
+        await self.send_frame(
+            {
+                "type": "input_accepted",
+                "request_id": frame.request_id,
+                "interrupt_id": decided.interrupt_id,
+            }
+        )
+        await self.session.wake_input(decided)
+
     async def handle_ping(self, frame: Frame) -> None:
         """Answer a ping."""
         await self.send_frame(
@@ -284,6 +300,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         "user_message": handle_user_message,
         "stop_agent": handle_stop_agent,
         "resume": handle_resume,
+        "resolve_input": handle_resolve_input,
         "ping": handle_ping,
     }
 

@@ -4,7 +4,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-CLIENT_TYPES = ("start_agent", "user_message", "stop_agent", "resume", "ping")
+from agents.inputs import DECISIONS, InputResolution
+
+CLIENT_TYPES = ("start_agent", "user_message", "stop_agent", "resume", "resolve_input", "ping")
+MAX_INTERRUPT_ID_CHARS = 64
 MAX_REQUEST_ID_CHARS = 128
 
 
@@ -121,3 +124,32 @@ def parse_resume(payload: dict[str, Any]) -> int:
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         raise ProtocolError("invalid_message", "payload.after_seq must be an integer >= 0")
     return after
+
+
+def parse_resolve_input(payload: dict[str, Any]) -> InputResolution:
+    """Validate a resolve_input payload (its fit to the request is checked by the session)."""
+    interrupt_id = payload.get("interrupt_id")
+    if (
+        not isinstance(interrupt_id, str)
+        or not interrupt_id
+        or len(interrupt_id) > MAX_INTERRUPT_ID_CHARS
+    ):
+        raise ProtocolError("invalid_message", "payload.interrupt_id must be a non-empty string")
+    decision = payload.get("decision")
+    if decision not in DECISIONS:
+        raise ProtocolError(
+            "invalid_message", f"payload.decision must be one of {', '.join(DECISIONS)}"
+        )
+    message = _optional_str(payload, "message") or ""
+    parameters = payload.get("parameters")
+    if decision == "edit" and not isinstance(parameters, dict):
+        raise ProtocolError("invalid_message", "an edit needs payload.parameters, a JSON object")
+    if decision == "answer" and "answer" not in payload:
+        raise ProtocolError("invalid_message", "an answer needs payload.answer")
+    return InputResolution(
+        interrupt_id=interrupt_id,
+        decision=decision,
+        message=message,
+        parameters=parameters if decision == "edit" else None,
+        answer=payload.get("answer"),
+    )

@@ -1,5 +1,6 @@
 """The one declaration of every agent event type and its data fields."""
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,35 @@ def _is_completed(v: Any) -> bool:
     return v == "completed"
 
 
+def _is_usage(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and set(v) == {"input_tokens", "output_tokens"}
+        and all(_is_int(n) and n >= 0 for n in v.values())
+    )
+
+
+def _one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+def _is_schema(v: Any) -> bool:
+    return isinstance(v, dict | bool)
+
+
+INPUT_KINDS = ("tool_approval", "question")
+INPUT_OUTCOMES = (
+    "approved",
+    "edited",
+    "rejected",
+    "answered",
+    "expired",
+    "cancelled",
+    "interrupted",
+)
+INPUT_DECIDERS = ("user", "timeout", "cancel", "shutdown")
+
+
 @dataclass(frozen=True)
 class EventType:
     """The data fields of one event type and how they are sanitised."""
@@ -51,6 +81,8 @@ class EventType:
     name: str
     fields: dict[str, Callable[[Any], bool]]
     terminal: bool = False
+    # Fields that may be left out (all others must be there).
+    optional: dict[str, Callable[[Any], bool]] = dataclasses.field(default_factory=dict)
     sanitizers: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
 
 
@@ -87,9 +119,36 @@ EVENT_TYPES: dict[str, EventType] = {
         ),
         EventType("partial_result", {"delta": _is_str}),
         EventType(
+            "input_requested",
+            {
+                "interrupt_id": _is_str,
+                "kind": _one_of(*INPUT_KINDS),
+                "message": _is_str,
+                "expires_at": _is_str,
+            },
+            optional={
+                "tool_name": _is_str,
+                "tool_call_id": _is_str,
+                "parameters": _is_any,
+                "response_schema": _is_schema,
+            },
+            sanitizers=(("parameters", sanitize_parameters),),
+        ),
+        EventType(
+            "input_resolved",
+            {
+                "interrupt_id": _is_str,
+                "outcome": _one_of(*INPUT_OUTCOMES),
+                "by": _one_of(*INPUT_DECIDERS),
+            },
+            optional={"answer": _is_any},
+            sanitizers=(("answer", sanitize_result),),
+        ),
+        EventType(
             "agent_completed",
             {"status": _is_completed, "result": _is_str, "duration_ms": _is_duration},
             terminal=True,
+            optional={"usage": _is_usage},
         ),
         EventType("agent_error", {"error": _is_error}, terminal=True),
         EventType("agent_cancelled", {"reason": _is_str}, terminal=True),
@@ -106,15 +165,24 @@ def clean_event_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     spec = EVENT_TYPES.get(event_type)
     if spec is None:
         raise EventSchemaError(f"unknown event type {event_type!r}")
-    if not isinstance(data, dict) or set(data) != set(spec.fields):
+    if (
+        not isinstance(data, dict)
+        or not set(spec.fields) <= set(data)
+        or not set(data) <= set(spec.fields) | set(spec.optional)
+    ):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise EventSchemaError(f"{event_type}: fields {got} != {sorted(spec.fields)}")
+        raise EventSchemaError(
+            f"{event_type}: fields {got} != {sorted(spec.fields)}"
+            f" (+ any of {sorted(spec.optional)})"
+        )
     cleaned = dict(data)
-    for field, sanitize in spec.sanitizers:
-        cleaned[field] = sanitize(cleaned[field])
-    for field, check in spec.fields.items():
-        if not check(cleaned[field]):
-            raise EventSchemaError(f"{event_type}.{field}: bad value {cleaned[field]!r}")
+    for name, sanitize in spec.sanitizers:
+        if name in cleaned:
+            cleaned[name] = sanitize(cleaned[name])
+    checks = {**spec.fields, **spec.optional}
+    for name, value in cleaned.items():
+        if not checks[name](value):
+            raise EventSchemaError(f"{event_type}.{name}: bad value {value!r}")
     return cleaned
 
 

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Run, RunEvent, UserEventCounter
-from agents.services.runs import run_finish, run_mark_running
+from agents.services.runs import run_change_apply
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,7 @@ def events_record(
     with transaction.atomic():
         for event in events:
             if event.run_change is not None:
-                if event.run_change["status"] == Run.Status.RUNNING:
-                    run_mark_running(run_id=event.run_id)
-                else:
-                    run_finish(run_id=event.run_id, **event.run_change)
+                run_change_apply(run_id=event.run_id, change=event.run_change)
         next_seq = _counters_bump(Counter(event.user_id for event in events))
         created_at = timezone.now()
         rows, stored = [], []

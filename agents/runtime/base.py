@@ -13,6 +13,7 @@ from agents.errors import InvalidRequest, UnknownAgent
 
 if TYPE_CHECKING:
     from agents.events.emitter import EventEmitter, RunRef
+    from agents.inputs import InputAnswer, InputAsker
     from agents.runtime.tools import ToolDispatcher, ToolOutcome
 
 
@@ -32,13 +33,26 @@ class AgentDefinition:
     name: str
     implementation: str
     allowed_tools: tuple[str, ...] = ()
+    approval_tools: tuple[str, ...] = ()
     tool_timeout_seconds: float = 30.0
     max_run_seconds: float = 600.0
     config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Usage:
+    """Language-model tokens a run used, summed over its API calls."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the usage as the agent_completed event and the run row carry it."""
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
+
 class RunContext:
-    """What an agent may do during a run: think, stream text and call tools."""
+    """What an agent may do during a run: think, stream text, call tools, ask its user."""
 
     def __init__(
         self,
@@ -48,12 +62,16 @@ class RunContext:
         options: dict[str, Any],
         emitter: EventEmitter,
         dispatcher: ToolDispatcher,
+        asker: InputAsker | None = None,
     ) -> None:
         self.ref = ref
         self.message = message
         self.options = options
         self._emitter = emitter
         self._dispatcher = dispatcher
+        self._asker = asker
+        # Set by agents that call a language model (add_usage); None for the others.
+        self.usage: Usage | None = None
 
     async def think(self, reasoning: str, *, step: int, progress: float) -> None:
         """Emit an agent_thinking event."""
@@ -67,9 +85,26 @@ class RunContext:
         """Emit a partial_result event carrying streamed text (without waiting for its commit)."""
         await self._emitter.stream(self.ref, "partial_result", {"delta": delta})
 
-    async def call_tool(self, name: str, parameters: dict[str, Any]) -> ToolOutcome:
-        """Call a tool through the dispatcher, which emits its events."""
-        return await self._dispatcher.call(self._emitter, self.ref, name, parameters)
+    async def call_tool(
+        self, name: str, parameters: dict[str, Any], *, approval: bool = False
+    ) -> ToolOutcome:
+        """Call a tool through the dispatcher, which emits its events (and asks first if needed)."""
+        return await self._dispatcher.call(
+            self._emitter, self.ref, name, parameters, approval=approval
+        )
+
+    async def ask(self, message: str, *, response_schema: Any = None) -> InputAnswer:
+        """Ask the user a question and wait for the answer (or its rejection or expiry)."""
+        if self._asker is None:
+            raise AgentFailure("cannot_ask", "this run cannot ask its user")
+        return await self._asker.ask(message, response_schema=response_schema)
+
+    def add_usage(self, *, input_tokens: int, output_tokens: int) -> None:
+        """Count language-model tokens used by this run."""
+        if self.usage is None:
+            self.usage = Usage()
+        self.usage.input_tokens += max(0, int(input_tokens))
+        self.usage.output_tokens += max(0, int(output_tokens))
 
 
 class Agent(ABC):

@@ -14,9 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from agents.events.sanitize import REDACTED
 
 if TYPE_CHECKING:
     from agents.events.emitter import EventEmitter, RunRef
+    from agents.inputs import InputAsker
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,13 @@ class Tool(ABC):
     @abstractmethod
     async def run(self, parameters: dict[str, Any]) -> Any:
         """Do the call and return a JSON-like result, or raise ToolError."""
+
+    def check_parameters(self, parameters: dict[str, Any]) -> None:
+        """Raise ToolError unless the parameters fit `parameters_schema` (edits are checked so)."""
+        error = best_match(Draft202012Validator(self.parameters_schema).iter_errors(parameters))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "parameters"
+            raise ToolError(f"{where}: {error.message}")
 
 
 @dataclass(frozen=True)
@@ -63,17 +75,39 @@ def get_tool(name: str) -> Tool | None:
 class ToolDispatcher:
     """Runs an agent's tool calls with a timeout and reports each as events."""
 
-    def __init__(self, *, allowed_tools: Iterable[str], timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        allowed_tools: Iterable[str],
+        timeout_seconds: float,
+        approval_tools: Iterable[str] = (),
+        asker: InputAsker | None = None,
+    ) -> None:
         self.allowed_tools = frozenset(allowed_tools)
         self.timeout_seconds = timeout_seconds
+        # Calls of these tools (and any call made with approval=True) wait for the user.
+        self.approval_tools = frozenset(approval_tools)
+        self.asker = asker
 
     async def call(
-        self, emitter: EventEmitter, ref: RunRef, name: str, parameters: dict[str, Any]
+        self,
+        emitter: EventEmitter,
+        ref: RunRef,
+        name: str,
+        parameters: dict[str, Any],
+        *,
+        approval: bool = False,
     ) -> ToolOutcome:
-        """Run one tool call; errors and timeouts become tool_error, never exceptions."""
+        """Run one tool call; errors, refusals and timeouts become tool_error, never exceptions."""
         call_id = f"call_{uuid.uuid4().hex[:16]}"
         started = time.monotonic()
         tool = get_tool(name) if name in self.allowed_tools else None
+        if tool is not None and (approval or name in self.approval_tools):
+            approved = await self._approval(name, call_id, parameters)
+            if isinstance(approved, str):
+                await self._report_error(emitter, ref, name, call_id, approved, started)
+                return ToolOutcome(ok=False, error=approved)
+            parameters, started = approved, time.monotonic()
         try:
             # Inside the try: a cancel that lands while this (shielded, so always
             # completed) emit runs still gets its tool_error "cancelled".
@@ -117,6 +151,26 @@ class ToolDispatcher:
         await self._report_error(emitter, ref, name, call_id, error, started)
         return ToolOutcome(ok=False, error=error)
 
+    async def _approval(
+        self, name: str, call_id: str, parameters: dict[str, Any]
+    ) -> dict[str, Any] | str:
+        """Ask the user; return the parameters to run with, or why the call does not run."""
+        if self.asker is None:
+            return f"tool {name!r} needs approval, and this run cannot ask for it"
+        decision = await self.asker.approve_tool(
+            tool_name=name, tool_call_id=call_id, parameters=parameters
+        )
+        if decision.outcome == "approved":
+            return parameters
+        if decision.outcome == "edited":
+            return with_secrets_kept(decision.response["parameters"], parameters)
+        if decision.outcome == "rejected":
+            why = decision.response.get("message")
+            return f"the user rejected this call of {name!r}" + (f": {why}" if why else "")
+        if decision.outcome == "expired":
+            return f"nobody approved this call of {name!r} before the request expired"
+        return f"this call of {name!r} was not approved ({decision.outcome})"
+
     async def _report_error(
         self,
         emitter: EventEmitter,
@@ -136,6 +190,14 @@ class ToolDispatcher:
                 "duration_ms": _elapsed_ms(started),
             },
         )
+
+
+def with_secrets_kept(edited: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
+    """Keep the original value of a secret the user saw redacted and sent back unchanged."""
+    return {
+        key: original[key] if value == REDACTED and key in original else value
+        for key, value in edited.items()
+    }
 
 
 def _elapsed_ms(started: float) -> int:

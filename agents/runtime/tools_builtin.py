@@ -37,6 +37,14 @@ class CalculatorTool(Tool):
         "required": ["expression"],
     }
 
+    def check_parameters(self, parameters: dict[str, Any]) -> None:
+        """Check the schema, then that the expression evaluates (it is pure and bounded)."""
+        super().check_parameters(parameters)
+        try:
+            evaluate(parameters["expression"])
+        except CalculationError as exc:
+            raise ToolError(str(exc)) from exc
+
     async def run(self, parameters: dict[str, Any]) -> Any:
         """Evaluate parameters['expression']."""
         expression = _string_param(parameters, "expression")

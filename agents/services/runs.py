@@ -74,6 +74,16 @@ def run_mark_running(*, run_id: str) -> datetime:
     return now
 
 
+def run_wait_input(*, run_id: str) -> None:
+    """Mark a running run as waiting for its user."""
+    Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(status=Run.Status.WAITING_INPUT)
+
+
+def run_resume_input(*, run_id: str) -> None:
+    """Mark a run that was waiting for its user as running again."""
+    Run.objects.filter(pk=run_id, status=Run.Status.WAITING_INPUT).update(status=Run.Status.RUNNING)
+
+
 def run_finish(
     *,
     run_id: str,
@@ -81,15 +91,33 @@ def run_finish(
     result: str = "",
     error_code: str = "",
     error_message: str = "",
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
 ) -> None:
-    """Record the end of a run; a run already ended keeps its first outcome."""
+    """Record the end of a run and its token usage; an ended run keeps its first outcome."""
     Run.objects.filter(pk=run_id).exclude(status__in=Run.TERMINAL).update(
         status=status,
         finished_at=timezone.now(),
         result=result,
         error_code=error_code,
         error_message=error_message[:2000],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
     )
+
+
+def run_change_apply(*, run_id: str, change: dict[str, Any]) -> None:
+    """Apply the run change an event commits with: started, waiting, resumed, or ended."""
+    status = change["status"]
+    if status == Run.Status.RUNNING:
+        if change.get("resumed"):
+            run_resume_input(run_id=run_id)
+        else:
+            run_mark_running(run_id=run_id)
+    elif status == Run.Status.WAITING_INPUT:
+        run_wait_input(run_id=run_id)
+    else:
+        run_finish(run_id=run_id, **change)
 
 
 def run_claim_interrupted(*, run_id: str, message: str) -> bool:
