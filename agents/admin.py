@@ -11,10 +11,12 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from agents.control import request_run_cancel, request_session_end
+from agents.events.sanitize import sanitize_parameters
 from agents.models import (
     Agent,
     AgentSession,
     Connection,
+    InputRequest,
     KnowledgeArticle,
     Run,
     RunEvent,
@@ -56,6 +58,7 @@ class AgentAdmin(admin.ModelAdmin):
         "enabled",
         "implementation",
         "tools",
+        "approvals",
         "tool_timeout_seconds",
         "max_run_seconds",
     ]
@@ -68,6 +71,11 @@ class AgentAdmin(admin.ModelAdmin):
     def tools(self, obj: Agent) -> str:
         """List the allowed tools."""
         return ", ".join(obj.allowed_tools or [])
+
+    @admin.display(description="tools needing approval")
+    def approvals(self, obj: Agent) -> str:
+        """List the tools whose calls wait for the user's approval."""
+        return ", ".join(obj.approval_tools or [])
 
     @admin.action(description="Enable selected agents")
     def enable(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
@@ -158,15 +166,40 @@ class RunEventInline(admin.TabularInline):
         return pretty_json(obj.payload)
 
 
+class InputRequestInline(admin.TabularInline):
+    """A run's input requests and how each was decided, read-only."""
+
+    model = InputRequest
+    fields = ("id", "kind", "message", "outcome", "decided_by", "decided_at", "expires_at")
+    readonly_fields = fields
+    ordering = ["created_at"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Input requests are made by runs only."""
+        return False
+
+
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
-    """Runs with their events; running ones can be cancelled."""
+    """Runs with their input requests and events; running ones can be cancelled."""
 
-    list_display = ["id", "user", "agent", "status", "created_at", "duration", "error_code"]
+    list_display = [
+        "id",
+        "user",
+        "agent",
+        "status",
+        "created_at",
+        "duration",
+        "tokens",
+        "error_code",
+    ]
     list_filter = ["status", "agent", "created_at"]
     search_fields = ["id", "user__username", "message"]
     date_hierarchy = "created_at"
-    inlines = [RunEventInline]
+    inlines = [InputRequestInline, RunEventInline]
     actions = ["cancel_runs"]
     readonly_fields = [
         "id",
@@ -183,10 +216,19 @@ class RunAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
         "result",
+        "input_tokens",
+        "output_tokens",
         "error_code",
         "error_message",
     ]
     exclude = ["options"]
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, obj: Run) -> str:
+        """The language-model tokens the run used, if it used any."""
+        if obj.input_tokens is None and obj.output_tokens is None:
+            return "-"
+        return f"{obj.input_tokens or 0} / {obj.output_tokens or 0}"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
         """Join what the list shows."""
@@ -222,6 +264,56 @@ class RunAdmin(ReadOnlyAdmin):
             )
             count += 1
         self.message_user(request, f"cancel requested for {count} running runs", messages.SUCCESS)
+
+
+@admin.register(InputRequest)
+class InputRequestAdmin(ReadOnlyAdmin):
+    """Every approval and question runs asked, pending or decided, and who decided; read-only."""
+
+    list_display = [
+        "id",
+        "user",
+        "run",
+        "kind",
+        "outcome",
+        "decided_by",
+        "decided_at",
+        "created_at",
+        "expires_at",
+    ]
+    list_filter = ["outcome", "kind", "decided_by", "created_at"]
+    search_fields = ["id", "user__username", "run__id", "message"]
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "user",
+        "run",
+        "kind",
+        "message",
+        "request_json",
+        "created_at",
+        "expires_at",
+        "outcome",
+        "decided_by",
+        "decided_at",
+        "decided_connection",
+        "response_json",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InputRequest]:
+        """Join what the list shows."""
+        return super().get_queryset(request).select_related("user", "run")
+
+    @admin.display(description="request")
+    def request_json(self, obj: InputRequest) -> str:
+        """What the run asked: tool and sanitised parameters, or the answer's schema."""
+        return pretty_json(obj.request)
+
+    @admin.display(description="response")
+    def response_json(self, obj: InputRequest) -> str:
+        """What came with the decision (edited parameters are shown sanitised)."""
+        return pretty_json(sanitize_parameters(obj.response))
 
 
 @admin.register(RunEvent)

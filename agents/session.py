@@ -24,7 +24,6 @@ from agents.errors import (
 )
 from agents.events.emitter import EventEmitter, RunRef
 from agents.identity import PROCESS_NAME
-from agents.inputs import InputAsker, InputResolution, InputWaiters, user_decision
 from agents.metrics import LLM_TOKENS, RUNS_ACTIVE, RUNS_STARTED
 from agents.models import Run
 from agents.runtime.base import (
@@ -34,6 +33,7 @@ from agents.runtime.base import (
     RunContext,
     load_agent_class,
 )
+from agents.runtime.inputs import InputAsker, InputResolution, InputWaiters, user_decision
 from agents.runtime.tools import ToolDispatcher
 from agents.selectors import agent_get_enabled, input_for_user, run_get_active, run_is_active
 from agents.services import LocalRuns, RunDraft, RunLimits, run_admit

@@ -17,9 +17,9 @@ from agents.control import CANCEL_RUN, END_SESSION, INPUT_DECIDED, describe, pro
 from agents.ending import interrupted, run_end
 from agents.events.emitter import EventEmitter, RunRef
 from agents.events.writer import EventWriter
-from agents.inputs import resolved_data
 from agents.models import InputRequest, Run
 from agents.registry import AgentRegistry
+from agents.runtime.inputs import resolved_data
 from agents.selectors import run_has_events
 from agents.services import (
     PROCESS_NAME,

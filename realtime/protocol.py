@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agents.inputs import DECISIONS, InputResolution
+from agents.runtime.inputs import DECISIONS, InputResolution
 
 CLIENT_TYPES = ("start_agent", "user_message", "stop_agent", "resume", "resolve_input", "ping")
 MAX_INTERRUPT_ID_CHARS = 64

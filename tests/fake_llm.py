@@ -20,9 +20,18 @@ class Reply:
     hang: bool = False
 
 
-def sse(*chunks: dict[str, Any], done: bool = True) -> list[str]:
-    """Encode chunks as `data:` lines, ending with [DONE]."""
-    lines = [f"data: {json.dumps(c)}\n\n" for c in chunks]
+CHUNK = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+
+
+def sse(
+    *chunks: dict[str, Any], done: bool = True, usage: tuple[int, int] | None = None
+) -> list[str]:
+    """Encode chunks as `data:` lines, then the usage chunk if given, ending with [DONE]."""
+    if usage is not None:
+        prompt, completion = usage
+        counts = {"prompt_tokens": prompt, "completion_tokens": completion}
+        chunks = (*chunks, {"choices": [], "usage": {**counts, "total_tokens": sum(usage)}})
+    lines = [f"data: {json.dumps({**CHUNK, **c})}\n\n" for c in chunks]
     return lines + (["data: [DONE]\n\n"] if done else [])
 
 

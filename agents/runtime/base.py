@@ -13,7 +13,7 @@ from agents.errors import InvalidRequest, UnknownAgent
 
 if TYPE_CHECKING:
     from agents.events.emitter import EventEmitter, RunRef
-    from agents.inputs import InputAnswer, InputAsker
+    from agents.runtime.inputs import InputAnswer, InputAsker
     from agents.runtime.tools import ToolDispatcher, ToolOutcome
 
 

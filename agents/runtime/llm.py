@@ -1,24 +1,34 @@
-"""The `llm` agent: any OpenAI-compatible /v1/chat/completions endpoint, streamed, with tools."""
+"""The `llm` agent: any OpenAI-compatible chat-completions API through the official `openai` SDK."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-import httpx
+import openai
 from channels.db import database_sync_to_async
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageParam
 
 from agents.runtime.base import Agent, AgentDefinition, AgentFailure, RunContext
 from agents.runtime.tools import get_tool
 from agents.selectors import thread_history
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Use the tools when they help."
-STATUS_CODES = {401: "llm_unauthorized", 403: "llm_unauthorized", 429: "llm_rate_limited"}
+# Errors of the SDK, most specific first, and the agent_error code each becomes.
+SDK_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (openai.AuthenticationError, "llm_unauthorized"),
+    (openai.PermissionDeniedError, "llm_unauthorized"),
+    (openai.RateLimitError, "llm_rate_limited"),
+    (openai.InternalServerError, "llm_server_error"),
+    (openai.APIStatusError, "llm_bad_request"),
+    (openai.APITimeoutError, "llm_timeout"),
+    (openai.APIConnectionError, "llm_unreachable"),
+    (openai.APIError, "llm_error"),
+)
 
 
 @dataclass(frozen=True)
@@ -32,9 +42,9 @@ class LLMSettings:
     timeout: float
     max_tool_rounds: int
     max_retries: int
-    max_retry_wait: float
     context_chars: int
     flush_seconds: float
+    stream_usage: bool
 
     @classmethod
     def for_agent(cls, definition: AgentDefinition) -> LLMSettings:
@@ -51,27 +61,11 @@ class LLMSettings:
             timeout=float(config.get("timeout_seconds") or settings.LLM_TIMEOUT_SECONDS),
             max_tool_rounds=int(config.get("max_tool_rounds") or settings.LLM_MAX_TOOL_ROUNDS),
             max_retries=settings.LLM_MAX_RETRIES,
-            max_retry_wait=settings.LLM_MAX_RETRY_WAIT_SECONDS,
             context_chars=int(config.get("context_chars") or settings.LLM_CONTEXT_CHARS),
             flush_seconds=settings.LLM_STREAM_FLUSH_SECONDS,
+            # Servers that refuse stream_options can turn usage reports off per agent.
+            stream_usage=bool(config.get("stream_usage", True)),
         )
-
-
-@dataclass
-class ToolCall:
-    """A tool call the model streamed in pieces."""
-
-    id: str = ""
-    name: str = ""
-    arguments: str = ""
-
-
-@dataclass
-class Completion:
-    """One streamed answer of the model: its text and the tools it wants called."""
-
-    text: str
-    calls: list[ToolCall]
 
 
 class Coalescer:
@@ -109,21 +103,43 @@ class Coalescer:
         await self.flush()
 
 
-def _retry_after(response: httpx.Response, attempt: int) -> float:
-    raw = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return min(8.0, 0.5 * 2**attempt)
+def _failure(exc: Exception, cfg: LLMSettings) -> AgentFailure:
+    """Turn an SDK error into the agent_error users see."""
+    code = next((code for kind, code in SDK_ERRORS if isinstance(exc, kind)), "llm_error")
+    if isinstance(exc, openai.APIStatusError):
+        message = _status_message(exc)
+        return AgentFailure(code, f"the model answered {exc.status_code}: {message}")
+    if code == "llm_timeout":
+        return AgentFailure(code, f"the model did not answer within {cfg.timeout:g} s")
+    if code == "llm_unreachable":
+        return AgentFailure(code, f"cannot reach the model at {cfg.base_url}")
+    return AgentFailure(code, f"the model reported: {str(getattr(exc, 'message', exc))[:300]}")
 
 
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-    except ValueError:
-        message = None
-    return str(message or response.reason_phrase or "error")[:300]
+def _status_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(exc.response.reason_phrase or "error")[:300]
+
+
+def _assistant_turn(message: ChatCompletionMessage) -> dict[str, Any]:
+    """Return the model's tool-calling answer as the next request's assistant message."""
+    return {
+        "role": "assistant",
+        "content": message.content or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in message.tool_calls or []
+            if call.type == "function"
+        ],
+    }
 
 
 class LLMAgent(Agent):
@@ -142,8 +158,14 @@ class LLMAgent(Agent):
             *history,
             {"role": "user", "content": ctx.message},
         ]
-        timeout = httpx.Timeout(cfg.timeout, connect=min(10.0, cfg.timeout))
-        async with httpx.AsyncClient(base_url=cfg.base_url, timeout=timeout) as client:
+        client = openai.AsyncOpenAI(
+            base_url=cfg.base_url,
+            # The SDK insists on a key; local servers without auth take any.
+            api_key=cfg.api_key or "no-key",
+            timeout=openai.Timeout(cfg.timeout, connect=min(10.0, cfg.timeout)),
+            max_retries=cfg.max_retries,
+        )
+        async with client:
             for round_no in range(1, cfg.max_tool_rounds + 2):
                 await ctx.think(
                     f"Asking {cfg.model} (round {round_no})",
@@ -151,13 +173,14 @@ class LLMAgent(Agent):
                     progress=min(90, 10 * round_no),
                 )
                 offer_tools = round_no <= cfg.max_tool_rounds
-                completion = await self._complete(client, cfg, ctx, messages, offer_tools)
-                if not completion.calls:
-                    return completion.text
+                message = await self._complete(client, cfg, ctx, messages, offer_tools)
+                calls = message.tool_calls or []
+                if not calls:
+                    return message.content or ""
                 if not offer_tools:
                     break
-                messages.append(self._assistant_turn(completion))
-                for call in completion.calls:
+                messages.append(_assistant_turn(message))
+                for call in calls:
                     messages.append(await self._run_tool(ctx, call))
         raise AgentFailure(
             "llm_tool_rounds", f"the model still wanted tools after {cfg.max_tool_rounds} rounds"
@@ -181,30 +204,17 @@ class LLMAgent(Agent):
         return specs
 
     @staticmethod
-    def _assistant_turn(completion: Completion) -> dict[str, Any]:
-        return {
-            "role": "assistant",
-            "content": completion.text or None,
-            "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in completion.calls
-            ],
-        }
-
-    @staticmethod
-    async def _run_tool(ctx: RunContext, call: ToolCall) -> dict[str, Any]:
+    async def _run_tool(ctx: RunContext, call: Any) -> dict[str, Any]:
+        arguments = call.function.arguments or "{}"
         try:
-            parameters = json.loads(call.arguments or "{}")
+            parameters = json.loads(arguments)
         except ValueError:
             parameters = None
         if not isinstance(parameters, dict):
             # Still go through the dispatcher, so the user sees the failed call.
-            parameters = {"invalid_arguments": call.arguments[:200]}
-        outcome = await ctx.call_tool(call.name, parameters)
+            parameters = {"invalid_arguments": arguments[:200]}
+        # A call the user rejects (or lets expire) comes back as an error the model reads.
+        outcome = await ctx.call_tool(call.function.name, parameters)
         content = outcome.result if outcome.ok else {"error": outcome.error}
         return {
             "role": "tool",
@@ -214,105 +224,45 @@ class LLMAgent(Agent):
 
     async def _complete(
         self,
-        client: httpx.AsyncClient,
+        client: openai.AsyncOpenAI,
         cfg: LLMSettings,
         ctx: RunContext,
         messages: list[dict[str, Any]],
         offer_tools: bool,
-    ) -> Completion:
-        body: dict[str, Any] = {"model": cfg.model, "messages": messages, "stream": True}
+    ) -> ChatCompletionMessage:
+        """Stream one answer (the SDK assembles tool calls and retries 429s); count its usage."""
+        extra: dict[str, Any] = {}
         tools = self._tool_specs() if offer_tools else []
         if tools:
-            body["tools"] = tools
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-        waited = 0.0
-        for attempt in range(cfg.max_retries + 1):
-            try:
-                async with client.stream(
-                    "POST", "/chat/completions", json=body, headers=headers
-                ) as response:
-                    if response.status_code == 429 and attempt < cfg.max_retries:
-                        wait = _retry_after(response, attempt)
-                        if waited + wait <= cfg.max_retry_wait:
-                            waited += wait
-                            await asyncio.sleep(wait)
-                            continue
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise self._status_failure(response)
-                    return await self._read_stream(response, ctx, cfg)
-            except httpx.ConnectError as exc:
-                raise AgentFailure("llm_unreachable", f"cannot connect to {cfg.base_url}") from exc
-            except httpx.TimeoutException as exc:
-                raise AgentFailure(
-                    "llm_timeout", f"the model did not answer within {cfg.timeout:g} s"
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise AgentFailure("llm_unreachable", f"HTTP error: {type(exc).__name__}") from exc
-        raise AgentFailure("llm_rate_limited", "the model kept answering 429 Too Many Requests")
-
-    @staticmethod
-    def _status_failure(response: httpx.Response) -> AgentFailure:
-        status = response.status_code
-        code = STATUS_CODES.get(status, "llm_server_error" if status >= 500 else "llm_bad_request")
-        return AgentFailure(code, f"the model answered {status}: {_error_text(response)}")
-
-    async def _read_stream(
-        self, response: httpx.Response, ctx: RunContext, cfg: LLMSettings
-    ) -> Completion:
+            extra["tools"] = tools
+        if cfg.stream_usage:
+            extra["stream_options"] = {"include_usage": True}
         coalescer = Coalescer(ctx, cfg.flush_seconds)
-        text: list[str] = []
-        calls: dict[int, ToolCall] = {}
-        finished = False
-        deadline = time.monotonic() + cfg.timeout * 10
         try:
-            async for line in response.aiter_lines():
-                if time.monotonic() > deadline:
-                    raise AgentFailure("llm_timeout", "the model's answer took too long")
-                data = line.strip()
-                if not data.startswith("data:"):
-                    continue  # blank lines, comments, event: and id: fields
-                data = data[5:].strip()
-                if data == "[DONE]":
-                    finished = True
-                    break
-                finished = self._take_chunk(data, text, calls, coalescer) or finished
+            async with asyncio.timeout(cfg.timeout * 10):
+                async with client.chat.completions.stream(
+                    model=cfg.model,
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
+                    **extra,
+                ) as stream:
+                    async for event in stream:
+                        if event.type == "content.delta" and event.delta:
+                            coalescer.add(event.delta)
+                    completion = await stream.get_final_completion()
+        except TimeoutError as exc:
+            raise AgentFailure("llm_timeout", "the model's answer took too long") from exc
+        except openai.OpenAIError as exc:
+            raise _failure(exc, cfg) from exc
+        except (ValueError, TypeError, AssertionError) as exc:
+            # Not JSON, or JSON that is not a chat-completion chunk.
+            raise AgentFailure("llm_bad_response", "the model's stream was not understood") from exc
         finally:
             await coalescer.close()
-        if not finished:
+        if completion.usage is not None:
+            ctx.add_usage(
+                input_tokens=completion.usage.prompt_tokens,
+                output_tokens=completion.usage.completion_tokens,
+            )
+        if not completion.choices or completion.choices[0].finish_reason is None:
             raise AgentFailure("llm_bad_response", "the model's stream ended before it finished")
-        return Completion(text="".join(text), calls=[calls[i] for i in sorted(calls)])
-
-    @staticmethod
-    def _take_chunk(
-        data: str, text: list[str], calls: dict[int, ToolCall], coalescer: Coalescer
-    ) -> bool:
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise AgentFailure("llm_bad_response", "the model's stream was not JSON") from exc
-        if not isinstance(chunk, dict):
-            raise AgentFailure("llm_bad_response", "the model's stream was not JSON objects")
-        if isinstance(chunk.get("error"), dict):
-            message = str(chunk["error"].get("message", "error"))[:300]
-            raise AgentFailure("llm_error", f"the model reported: {message}")
-        choices = chunk.get("choices") or []
-        if not isinstance(choices, list):
-            raise AgentFailure("llm_bad_response", "the model's stream had no choices list")
-        finished = False
-        for choice in choices:
-            if not isinstance(choice, dict):
-                raise AgentFailure("llm_bad_response", "the model's stream had a bad choice")
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                text.append(content)
-                coalescer.add(content)
-            for piece in delta.get("tool_calls") or []:
-                call = calls.setdefault(int(piece.get("index", 0)), ToolCall())
-                call.id = piece.get("id") or call.id
-                function = piece.get("function") or {}
-                call.name += function.get("name") or ""
-                call.arguments += function.get("arguments") or ""
-            finished = finished or bool(choice.get("finish_reason"))
-        return finished
+        return completion.choices[0].message

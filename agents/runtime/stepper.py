@@ -5,8 +5,8 @@ import json
 from typing import Any
 
 from agents.errors import InvalidRequest
-from agents.inputs import MAX_QUESTION_CHARS, check_response_schema
 from agents.runtime.base import Agent, RunContext, int_option
+from agents.runtime.inputs import MAX_QUESTION_CHARS, check_response_schema
 
 OPTIONS = {"steps", "delay_ms", "approve_tools", "ask", "ask_schema"}
 

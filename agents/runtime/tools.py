@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -18,10 +18,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from agents.events.sanitize import REDACTED
+from agents.services.inputs import InputDecision
 
 if TYPE_CHECKING:
     from agents.events.emitter import EventEmitter, RunRef
-    from agents.inputs import InputAsker
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,16 @@ class ToolOutcome:
     error: str = ""
 
 
+class ApprovalAsker(Protocol):
+    """Asks the run's user to approve a tool call (agents/runtime/inputs.py InputAsker)."""
+
+    async def approve_tool(
+        self, *, tool_name: str, tool_call_id: str, parameters: dict[str, Any]
+    ) -> InputDecision:
+        """Wait for the user's decision on the call."""
+        ...
+
+
 @cache
 def get_tool(name: str) -> Tool | None:
     """Return the tool registered under `name` in settings.AGENT_TOOLS."""
@@ -81,7 +91,7 @@ class ToolDispatcher:
         allowed_tools: Iterable[str],
         timeout_seconds: float,
         approval_tools: Iterable[str] = (),
-        asker: InputAsker | None = None,
+        asker: ApprovalAsker | None = None,
     ) -> None:
         self.allowed_tools = frozenset(allowed_tools)
         self.timeout_seconds = timeout_seconds

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from agents.control import CANCEL_RUN, END_SESSION, process_group
 from agents.events.store import event_record
-from agents.models import Agent, AgentSession, Connection, Run, RunEvent, Thread
+from agents.models import Agent, AgentSession, Connection, InputRequest, Run, RunEvent, Thread
 from realtime.models import ApiToken
 from realtime.tokens import token_authenticate, token_issue
 
@@ -70,7 +70,37 @@ def history(seeded):
         status="running",
         process="proc-a-1-aaaaaa",
     )
-    return {"user": user, "session": session, "done": done, "going": going}
+    asked = InputRequest.objects.create(
+        id="in_asked",
+        run=going,
+        user=user,
+        kind="tool_approval",
+        message="Allow the tool calculator?",
+        request={"tool_name": "calculator", "tool_call_id": "call_2", "parameters": {"x": 1}},
+        expires_at=timezone.now(),
+    )
+    decided = InputRequest.objects.create(
+        id="in_decided",
+        run=done,
+        user=user,
+        kind="question",
+        message="Which city?",
+        request={},
+        expires_at=timezone.now(),
+        outcome="answered",
+        decided_by="user",
+        decided_at=timezone.now(),
+        decided_connection="conn42",
+        response={"answer": "Paris", "api_token": "s3cr3t-value"},
+    )
+    return {
+        "user": user,
+        "session": session,
+        "done": done,
+        "going": going,
+        "asked": asked,
+        "decided": decided,
+    }
 
 
 @pytest.mark.parametrize(
@@ -84,6 +114,7 @@ def history(seeded):
         "connection",
         "workerprocess",
         "knowledgearticle",
+        "inputrequest",
     ],
 )
 def test_changelists_render(staff_client, history, name):
@@ -223,3 +254,58 @@ def test_revoke_token_action(staff_client, history):
 def test_admin_requires_staff(client, history):
     client.force_login(history["user"])
     assert client.get(reverse("admin:agents_run_changelist")).status_code == 302
+
+
+def test_inputs_are_listed_filtered_and_read_only_with_who_decided(staff_client, history):
+    url = reverse("admin:agents_inputrequest_changelist")
+    pending = staff_client.get(url, {"outcome__exact": "pending"}).content.decode()
+    assert "in_asked" in pending and "in_decided" not in pending
+    questions = staff_client.get(url, {"kind__exact": "question"}).content.decode()
+    assert "in_decided" in questions and "in_asked" not in questions
+    by_user = staff_client.get(url, {"q": "alice"}).content.decode()
+    assert "in_asked" in by_user and "in_decided" in by_user
+    page = staff_client.get(
+        reverse("admin:agents_inputrequest_change", args=["in_decided"])
+    ).content.decode()
+    assert "conn42" in page and "Paris" in page
+    assert "s3cr3t-value" not in page  # secrets in a response are shown redacted
+    assert 'name="_save"' not in page
+    assert staff_client.get(reverse("admin:agents_inputrequest_add")).status_code == 403
+
+
+def test_run_page_lists_its_inputs_and_usage(staff_client, history):
+    Run.objects.filter(pk=history["done"].pk).update(input_tokens=120, output_tokens=30)
+    page = staff_client.get(
+        reverse("admin:agents_run_change", args=[history["done"].pk])
+    ).content.decode()
+    assert "in_decided" in page and "Which city?" in page
+    assert "120" in page and "30" in page
+    listing = staff_client.get(reverse("admin:agents_run_changelist")).content.decode()
+    assert "120 / 30" in listing
+
+
+def test_approval_tools_are_validated_in_the_admin(staff_client, history):
+    agent = Agent.objects.get(name="triage")
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    form = {
+        "name": agent.name,
+        "description": agent.description,
+        "implementation": agent.implementation,
+        "allowed_tools": '["calculator", "clock"]',
+        "tool_timeout_seconds": "30",
+        "max_run_seconds": "600",
+        "config": "{}",
+        "enabled": "on",
+    }
+    for bad, complaint in [
+        ('["rm_rf"]', "Unknown tools: rm_rf"),
+        ('["kb_search"]', "Not in allowed tools: kb_search"),
+        ('"calculator"', "Give a JSON list of tool names"),
+    ]:
+        response = staff_client.post(url, {**form, "approval_tools": bad})
+        assert response.status_code == 200, bad  # the form again, with the error
+        assert complaint in response.content.decode(), bad
+    response = staff_client.post(url, {**form, "approval_tools": '["calculator"]'})
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert agent.approval_tools == ["calculator"]

@@ -17,7 +17,6 @@ SECRET = "sk-test-secret-never-shown"
 
 @pytest.fixture
 async def llm(seeded, monkeypatch, settings):
-    settings.LLM_MAX_RETRY_WAIT_SECONDS = 2
     settings.LLM_STREAM_FLUSH_SECONDS = 0.05
     monkeypatch.setenv("TEST_LLM_KEY", SECRET)
     fake = await FakeLLM().start()

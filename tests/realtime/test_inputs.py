@@ -77,7 +77,11 @@ async def test_approve_runs_the_tool_and_records_who_decided(amake_user, registr
     assert data["expires_at"].endswith("Z")
     assert await run_status(accepted["run_id"]) == Run.Status.WAITING_INPUT
     reply = await resolve(comm, data["interrupt_id"], "approve")
-    assert reply == {"type": "input_accepted", "request_id": "rv", "interrupt_id": data["interrupt_id"]}
+    assert reply == {
+        "type": "input_accepted",
+        "request_id": "rv",
+        "interrupt_id": data["interrupt_id"],
+    }
     events = await run_events(comm, accepted["run_id"])
     assert types(events)[:3] == ["input_resolved", "tool_executing", "tool_completed"]
     assert events[0]["data"] == {
@@ -211,7 +215,11 @@ async def test_an_unanswered_request_expires_and_the_call_does_not_run(amake_use
     accepted = await start(comm, "go", agent="stepper", options={**FAST, "approve_tools": True})
     interrupt_id = (await next_of(comm, "input_requested"))["data"]["interrupt_id"]
     events = await run_events(comm, accepted["run_id"])
-    assert events[0]["data"] == {"interrupt_id": interrupt_id, "outcome": "expired", "by": "timeout"}
+    assert events[0]["data"] == {
+        "interrupt_id": interrupt_id,
+        "outcome": "expired",
+        "by": "timeout",
+    }
     error = next(e for e in events if e["type"] == "tool_error")
     assert "expired" in error["data"]["error"]
     assert events[-1]["type"] == "agent_completed"
@@ -227,7 +235,11 @@ async def test_stop_while_waiting_cancels_the_request_then_the_run(amake_user, r
     await send(comm, {"type": "stop_agent", "payload": {"run_id": accepted["run_id"]}})
     events = await run_events(comm, accepted["run_id"])
     assert types(events) == ["input_resolved", "agent_cancelled"]
-    assert events[0]["data"] == {"interrupt_id": interrupt_id, "outcome": "cancelled", "by": "cancel"}
+    assert events[0]["data"] == {
+        "interrupt_id": interrupt_id,
+        "outcome": "cancelled",
+        "by": "cancel",
+    }
     assert (await row(interrupt_id)).decided_by == "cancel"
     await comm.disconnect()
 

@@ -166,6 +166,40 @@ async def test_stop_agent_ends_the_run_with_agent_cancelled(amake_user, registry
     await comm.disconnect()
 
 
+async def test_a_question_emits_input_requested_then_input_resolved(amake_user, registry):
+    comm, _ = await connect_user(await amake_user())
+    options = {"steps": 1, "delay_ms": 0, "ask": "Your name?"}
+    accepted = await start(comm, "go", agent="stepper", options=options)
+    events = [await comm.receive_json_from(timeout=5) for _ in range(2)]
+    assert [e["type"] for e in events] == ["agent_started", "input_requested"]
+    asked = events[1]["data"]
+    assert set(asked) == {"interrupt_id", "kind", "message", "expires_at"}
+    assert (asked["kind"], asked["message"]) == ("question", "Your name?")
+    payload = {"interrupt_id": asked["interrupt_id"], "decision": "answer", "answer": "Ada"}
+    await send(comm, {"type": "resolve_input", "request_id": "q", "payload": payload})
+    reply = await comm.receive_json_from(timeout=5)
+    assert reply == {
+        "type": "input_accepted",
+        "request_id": "q",
+        "interrupt_id": asked["interrupt_id"],
+    }
+    events += await collect_run(comm, accepted["run_id"])
+    assert_envelopes(
+        events, run_id=accepted["run_id"], thread_id=accepted["thread_id"], agent="stepper"
+    )
+    assert [(e["type"], e["data"]) for e in events][2] == (
+        "input_resolved",
+        {
+            "interrupt_id": asked["interrupt_id"],
+            "outcome": "answered",
+            "by": "user",
+            "answer": "Ada",
+        },
+    )
+    assert events[-1]["data"]["result"] == "Completed 1 steps. Answer: Ada"
+    await comm.disconnect()
+
+
 def test_every_event_type_was_captured_above():
     # Runs last in this module (pytest keeps file order): each declared type was seen.
     assert set(EVENT_TYPES) == SEEN_TYPES
