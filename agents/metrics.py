@@ -30,6 +30,12 @@ INPUTS_REQUESTED = Counter(
 INPUTS_RESOLVED = Counter(
     "chatplatform_inputs_resolved_total", "Input requests ended, by outcome", ["outcome"]
 )
+INPUT_WAKEUPS = Counter(
+    "chatplatform_input_wakeups_total",
+    "Waiting runs that learnt of a decision: woken here (local), by another process"
+    " (control), or by their own poll of the row (poll)",
+    ["via"],
+)
 LLM_TOKENS = Counter(
     "chatplatform_llm_tokens_total",
     "Language-model tokens used by runs, by agent and direction (input or output)",

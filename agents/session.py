@@ -24,7 +24,7 @@ from agents.errors import (
 )
 from agents.events.emitter import EventEmitter, RunRef
 from agents.identity import PROCESS_NAME
-from agents.metrics import LLM_TOKENS, RUNS_ACTIVE, RUNS_STARTED
+from agents.metrics import INPUT_WAKEUPS, LLM_TOKENS, RUNS_ACTIVE, RUNS_STARTED
 from agents.models import Run
 from agents.runtime.base import (
     Agent,
@@ -326,6 +326,7 @@ class UserAgentSession:
     async def wake_input(self, decided: DecidedInput) -> None:
         """Wake the run waiting on a decided request, here or through its process's control."""
         if self._waiters.wake(decided.interrupt_id):
+            INPUT_WAKEUPS.labels("local").inc()
             return
         if decided.process == PROCESS_NAME:
             return  # its run is gone (or polls its row): nothing to wake
@@ -344,7 +345,10 @@ class UserAgentSession:
 
     def wake_local(self, interrupt_id: str) -> bool:
         """Wake a run of this process waiting on the request (a control message said so)."""
-        return self._waiters.wake(interrupt_id)
+        woken = self._waiters.wake(interrupt_id)
+        if woken:
+            INPUT_WAKEUPS.labels("control").inc()
+        return woken
 
     def _cancel_outcome(self, run_id: str) -> tuple[str, str]:
         """Return how a pending request of a cancelled run ends: (outcome, decided by)."""

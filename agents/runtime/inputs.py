@@ -12,7 +12,6 @@ control group) and, should a wake-up be lost, by polling; then it emits
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from agents.errors import InvalidRequest
 from agents.events.emitter import EventEmitter, RunRef
 from agents.events.frames import iso_utc
 from agents.events.schema import clean_event_data
-from agents.metrics import INPUTS_REQUESTED, INPUTS_RESOLVED
+from agents.metrics import INPUT_WAKEUPS, INPUTS_REQUESTED, INPUTS_RESOLVED
 from agents.models import InputRequest, Run
 from agents.runtime.tools import ToolError, get_tool
 from agents.selectors import input_get
@@ -269,10 +268,13 @@ class InputAsker:
     ) -> InputDecision:
         """Wait until the row is decided; past `expires_at`, decide it expired."""
         expired = InputDecision(Outcome.EXPIRED, By.TIMEOUT, {})
+        polled = False
         while True:
             wake.clear()  # before the read: a wake-up after it is not missed
             row = await database_sync_to_async(input_get)(interrupt_id=interrupt_id)
             if row is not None and row.outcome != Outcome.PENDING:
+                if polled and row.decided_by == By.USER:
+                    INPUT_WAKEUPS.labels("poll").inc()  # its wake-up was lost
                 return InputDecision.of(row)
             remaining = (draft.expires_at - timezone.now()).total_seconds()
             if remaining <= 0:
@@ -280,9 +282,12 @@ class InputAsker:
                     interrupt_id=interrupt_id, user_id=draft.user_id, decision=expired
                 )
                 continue  # read what won: the timeout, or an answer just before it
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(min(remaining, POLL_SECONDS)):
                     await wake.wait()
+                polled = False
+            except TimeoutError:
+                polled = True
 
     async def _close(self, interrupt_id: str, kind: str, requested: bool) -> None:
         outcome, by = self.cancel_outcome()

@@ -196,3 +196,51 @@ async def test_the_threads_conversation_is_sent_within_the_budget(amake_user, re
     assert llm.requests[2]["json"]["messages"][1:] == [
         {"role": "user", "content": "third question"}
     ]
+
+
+async def test_usage_is_summed_stored_on_the_run_shown_and_counted(amake_user, registry, llm):
+    from agents.metrics import LLM_TOKENS
+
+    before = LLM_TOKENS.labels("assistant", "input")._value.get()
+    llm.replies.append(
+        Reply(
+            lines=sse(
+                *tool_call_chunks("call_u", "calculator", '{"expression": "2+2"}'), usage=(11, 4)
+            )
+        )
+    )
+    llm.replies.append(Reply(lines=sse(*text_chunks("4"), usage=(30, 2))))
+    accepted, events = await ask(await amake_user(), "2+2?")
+    assert llm.requests[0]["json"]["stream_options"] == {"include_usage": True}
+    assert events[-1]["data"]["usage"] == {"input_tokens": 41, "output_tokens": 6}
+    run = await Run.objects.aget(pk=accepted["run_id"])
+    assert (run.input_tokens, run.output_tokens) == (41, 6)
+    assert LLM_TOKENS.labels("assistant", "input")._value.get() - before == 41
+
+
+async def test_a_tool_needing_approval_waits_and_a_rejection_reaches_the_model(
+    amake_user, registry, llm
+):
+    await Agent.objects.filter(name="assistant").aupdate(approval_tools=["calculator"])
+    call = tool_call_chunks("call_r", "calculator", '{"expression": "6*7"}')
+    llm.replies += [Reply(lines=sse(*call)), Reply(lines=sse(*text_chunks("Fine.")))]
+    comm, _ = await connect_user(await amake_user())
+    accepted = await start(comm, "6*7?", agent="assistant")
+    while (asked := await comm.receive_json_from(timeout=10))["type"] != "input_requested":
+        pass
+    assert asked["data"]["tool_name"] == "calculator"
+    assert asked["data"]["tool_call_id"].startswith("call_")
+    payload = {
+        "interrupt_id": asked["data"]["interrupt_id"],
+        "decision": "reject",
+        "message": "do it by hand",
+    }
+    await send(comm, {"type": "resolve_input", "request_id": "x", "payload": payload})
+    events = await collect_run(comm, accepted["run_id"])
+    await comm.disconnect()
+    assert [e["type"] for e in events][:3] == ["input_resolved", "tool_error", "agent_thinking"]
+    assert events[0]["data"]["outcome"] == "rejected"
+    tool_message = llm.requests[1]["json"]["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_r"
+    assert "rejected" in tool_message["content"] and "do it by hand" in tool_message["content"]
+    assert events[-1]["data"]["result"] == "Fine."

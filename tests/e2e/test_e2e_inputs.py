@@ -1,13 +1,16 @@
 """Human in the loop through real daphne processes and real sockets."""
 
 import asyncio
+import json
 import signal
+import urllib.request
 import uuid
 from typing import Any
 
 import pytest
 
 from tests.daphne import Daphne, manage, postgres_env, seen, sqlite_env, stored_events
+from tests.fake_llm import FakeLLM, Reply, sse, text_chunks, tool_call_chunks
 from tests.services import require_postgres, require_redis
 from tests.wsclient import AgentClient
 
@@ -57,6 +60,11 @@ class Tab(AgentClient):
         return [e for e in self.events if e["run_id"] == run_id]
 
 
+def metrics(server: Daphne) -> str:
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
 def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
@@ -100,6 +108,8 @@ async def test_a_request_raised_on_one_process_is_approved_from_the_other():
                 "agent_completed",
             ]
             assert events[3]["data"]["outcome"] == "approved"
+        # The run on the first process was woken by the second's control message.
+        assert 'chatplatform_input_wakeups_total{via="control"} 1.0' in metrics(first)
 
         # Two answers at once, one from each process: exactly one wins.
         run = await on_a.start("go", agent="stepper", options={"steps": 1, "ask": "Colour?"})
@@ -256,3 +266,75 @@ async def test_sigterm_while_waiting_ends_the_request_and_the_run_interrupted():
     }
     assert events[-1]["data"]["error"]["code"] == "interrupted"
     assert error_code(refused) == "already_resolved"
+
+
+def configure_llm(env: dict[str, str], base_url: str) -> None:
+    """Point the `assistant` agent at the fake server; calculator calls need approval."""
+    config = {"base_url": base_url, "model": "fake", "timeout_seconds": 5}
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from agents.models import Agent; Agent.objects.filter(name='assistant').update("
+        "enabled=True, allowed_tools=['calculator'], approval_tools=['calculator'], "
+        f"config={config!r})",
+    )
+
+
+async def test_the_llm_agent_asks_before_its_tool_and_hands_a_rejection_to_the_model():
+    fake = await FakeLLM().start()
+    call = tool_call_chunks("call_m", "calculator", '{"expression": "6*7"}')
+    fake.replies += [
+        Reply(lines=sse(*call, usage=(50, 10))),
+        Reply(lines=sse(*text_chunks("It is ", "42."), usage=(70, 5))),
+        Reply(lines=sse(*call, usage=(50, 10))),
+        Reply(lines=sse(*text_chunks("As you wish."), usage=(80, 4))),
+    ]
+    try:
+        with sqlite_env(**RELAXED) as env, Daphne(env) as server:
+            configure_llm(env, fake.base_url)
+            username, token = new_user(env)
+            tab = Tab(server.ws_url, token)
+            await tab.connect()
+
+            approved = await tab.start("what is 6*7?", agent="assistant")
+            asked = await tab.until("input_requested", approved["run_id"])
+            assert asked["data"]["tool_name"] == "calculator"
+            assert asked["data"]["parameters"] == {"expression": "6*7"}
+            reply = await tab.resolve(asked["data"]["interrupt_id"], "approve")
+            assert reply["type"] == "input_accepted"
+            await tab.until_terminal({approved["run_id"]})
+            events = tab.of_run(approved["run_id"])
+            assert types(events)[2:6] == [
+                "input_requested",
+                "input_resolved",
+                "tool_executing",
+                "tool_completed",
+            ]
+            assert events[-1]["data"]["result"] == "It is 42."
+            assert events[-1]["data"]["usage"] == {"input_tokens": 120, "output_tokens": 15}
+            assert json.loads(fake.requests[1]["json"]["messages"][-1]["content"])["value"] == 42
+
+            rejected = await tab.start("and again?", agent="assistant")
+            asked = await tab.until("input_requested", rejected["run_id"])
+            reply = await tab.resolve(
+                asked["data"]["interrupt_id"], "reject", message="no more sums"
+            )
+            assert reply["type"] == "input_accepted"
+            await tab.until_terminal({rejected["run_id"]})
+            events = tab.of_run(rejected["run_id"])
+            assert "tool_executing" not in types(events)
+            assert events[-1]["data"]["usage"] == {"input_tokens": 130, "output_tokens": 14}
+            tool_message = fake.requests[3]["json"]["messages"][-1]
+            assert tool_message["role"] == "tool"
+            assert tool_message["tool_call_id"] == "call_m"
+            assert "rejected" in tool_message["content"]
+            assert "no more sums" in tool_message["content"]
+            exported = metrics(server)
+            assert 'chatplatform_llm_tokens_total{agent="assistant",direction="input"} 250.0' in (
+                exported
+            )
+            assert seen(tab.events) == stored_events(env, username)
+            await tab.close()
+    finally:
+        await fake.stop()
