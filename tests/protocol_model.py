@@ -2,7 +2,9 @@
 
 A seeded random driver opens, uses, closes and cuts tabs of two users, sending
 every kind of client request (good and refused starts, stops, resumes, pings,
-garbage, oversize frames) while stepper runs produce events. Each tab records
+garbage, oversize frames, and `resolve_input` with every decision, valid or not,
+for its own pending, already decided, foreign and unknown requests) while
+stepper runs produce events, some of them asking for approvals or answers. Each tab records
 every frame it receives. When everything has settled, `check` holds the
 recordings against the database and the protocol's promises:
 
@@ -13,6 +15,9 @@ recordings against the database and the protocol's promises:
 - no socket received anything of the other user (each event equals the stored
   one of its own user at that seq);
 - every run has `agent_started` first and exactly one terminal event last;
+- every `input_requested` is followed by exactly one `input_resolved` of the same
+  run before its end, with nothing else of that run in between; an interrupt is
+  accepted at most once, and an accepted one is resolved `by: user`;
 - every request got exactly one reply, of an allowed kind;
 - the server closed no good socket, and logged no ERROR.
 
@@ -45,11 +50,14 @@ MODEL_LIMITS = {
     "WS_MAX_FRAME_BYTES": "16384",
     "WS_MAX_MESSAGE_CHARS": "2000",
     "WS_MAX_CONNECTIONS_PER_USER": "20",
+    # Unanswered input requests expire soon, so runs nobody answers still end.
+    "AGENT_INPUT_TIMEOUT_SECONDS": "2",
 }
 FRAME_LIMIT = int(MODEL_LIMITS["WS_MAX_FRAME_BYTES"])
 MESSAGE_LIMIT = int(MODEL_LIMITS["WS_MAX_MESSAGE_CHARS"])
 CLOSE_TOO_LARGE = 4009
 START_REFUSALS = {"too_many_runs", "rate_limited"}
+ANSWER_SCHEMA = {"type": "string", "maxLength": 5}
 
 
 class ModelViolation(AssertionError):
@@ -144,6 +152,18 @@ class User:
         """Return the ids of runs this user's tabs saw accepted."""
         return [f["run_id"] for t in self.tabs for f in t.frames if f["type"] == "run_accepted"]
 
+    def inputs(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """Return the input requests this user's tabs saw (id -> data), and those seen resolved."""
+        requested: dict[str, dict[str, Any]] = {}
+        resolved: set[str] = set()
+        for tab in self.tabs:
+            for event in tab.events():
+                if event["type"] == "input_requested":
+                    requested[event["data"]["interrupt_id"]] = event["data"]
+                elif event["type"] == "input_resolved":
+                    resolved.add(event["data"]["interrupt_id"])
+        return requested, resolved
+
     def thread_ids(self) -> list[str]:
         """Return the ids of threads this user's tabs saw."""
         return [f["thread_id"] for t in self.tabs for f in t.frames if f["type"] == "run_accepted"]
@@ -158,12 +178,15 @@ class Trial:
     events_checked: int = 0
     frames_checked: int = 0
     runs: int = 0
+    inputs: Counter[str] = field(default_factory=Counter)  # input requests by outcome
 
     def summary(self) -> str:
         """Describe the trial in one line."""
         return (
             f"seed {self.seed}: {sum(self.operations.values())} operations, "
-            f"{self.runs} runs, {self.events_checked} events stored, "
+            f"{self.runs} runs, {sum(self.inputs.values())} input requests "
+            f"({', '.join(f'{k} {n}' for k, n in sorted(self.inputs.items()))}), "
+            f"{self.events_checked} events stored, "
             f"{self.frames_checked} frames checked"
         )
 
@@ -228,6 +251,7 @@ class Driver:
             ("stop_unknown", 2),
             ("stop_foreign", 2),
             ("resume", 5),
+            ("resolve", 12),
             ("ping", 3),
             ("garbage", 4),
             ("oversize", 1),
@@ -249,11 +273,18 @@ class Driver:
         return self.users[1] if user is self.users[0] else self.users[0]
 
     def _stepper_payload(self) -> dict[str, Any]:
-        return {
-            "agent": "stepper",
-            "message": f"go {self.rng.randrange(1000)}",
-            "options": {"steps": self.rng.randint(1, 6), "delay_ms": self.rng.choice([5, 20, 40])},
+        options: dict[str, Any] = {
+            "steps": self.rng.randint(1, 6),
+            "delay_ms": self.rng.choice([5, 20, 40]),
         }
+        roll = self.rng.random()
+        if roll < 0.2:
+            options.update(steps=self.rng.randint(1, 2), approve_tools=True)
+        elif roll < 0.35:
+            options["ask"] = f"question {self.rng.randrange(1000)}?"
+            if self.rng.random() < 0.5:
+                options["ask_schema"] = ANSWER_SCHEMA
+        return {"agent": "stepper", "message": f"go {self.rng.randrange(1000)}", "options": options}
 
     async def _send_json(self, tab: Tab, frame: dict[str, Any], expect: Expect | None) -> None:
         await tab.send(json.dumps(frame), expect)
@@ -361,6 +392,54 @@ class Driver:
             Expect(rid, f"resume {cursor}", frozenset({"resume_complete"})),
         )
 
+    async def _op_resolve(self, user: User, tab: Tab) -> None:
+        requested, resolved = user.inputs()
+        pending = [i for i in requested if i not in resolved]
+        foreign, _ = self._other(user).inputs()
+        roll = self.rng.random()
+        rid = self._request_id()
+        if (pending and roll < 0.75) or (requested and roll < 0.85):
+            interrupt_id = self.rng.choice(pending if pending and roll < 0.75 else list(requested))
+            decision, extra, valid = self._decision(requested[interrupt_id])
+            # Another tab, the timeout or a cancel may have decided it meanwhile.
+            codes = {"already_resolved"} | (set() if valid else {"invalid_message"})
+            expect = Expect(
+                rid,
+                f"resolve {decision} ({'valid' if valid else 'invalid'})",
+                frozenset({"error", "input_accepted"} if valid else {"error"}),
+                frozenset(codes),
+            )
+        else:
+            known = list(foreign) if foreign and roll < 0.93 else []
+            interrupt_id = self.rng.choice(known) if known else f"in_{uuid.uuid4().hex}"
+            decision, extra = "approve", {}
+            expect = Expect(rid, "resolve foreign", frozenset({"error"}), frozenset({"not_found"}))
+        payload = {"interrupt_id": interrupt_id, "decision": decision, **extra}
+        await self._send_json(
+            tab, {"type": "resolve_input", "request_id": rid, "payload": payload}, expect
+        )
+
+    def _decision(self, asked: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+        """Pick a decision for a request: (decision, its fields, whether it fits the request)."""
+        if asked["kind"] == "tool_approval":
+            choices: list[tuple[str, dict[str, Any], bool]] = [
+                ("approve", {}, True),
+                ("reject", {"message": "no"}, True),
+                ("edit", {"parameters": {"expression": "2+3"}}, True),
+                ("edit", {"parameters": {"expression": 7}}, False),
+                ("edit", {"parameters": {"expression": "2**"}}, False),
+                ("answer", {"answer": "yes"}, False),
+            ]
+        else:
+            schema = asked.get("response_schema")
+            choices = [
+                ("answer", {"answer": "yes"}, True),
+                ("answer", {"answer": "far too long" if schema else ""}, False),
+                ("reject", {}, True),
+                ("approve", {}, False),
+            ]
+        return self.rng.choice(choices)
+
     async def _op_ping(self, user: User, tab: Tab) -> None:
         rid = self._request_id()
         await self._send_json(
@@ -400,7 +479,7 @@ class Driver:
 
     # -- settling and checking -------------------------------------------------
 
-    async def _settle(self, timeout: float = 20) -> None:
+    async def _settle(self, timeout: float = 40) -> None:
         """Wait until every run has ended and every open tab has everything stored."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -485,9 +564,41 @@ class Driver:
                 raise ModelViolation(f"run {run} of {user.username} is not whole: {kinds}")
             if sum(kind in TERMINAL for kind in kinds) != 1:
                 raise ModelViolation(f"run {run} has several terminal events: {kinds}")
+        self._check_inputs(user, rows)
         accepted = set(user.run_ids())
         if not accepted <= set(per_run):
             raise ModelViolation(f"accepted runs without events: {accepted - set(per_run)}")
+
+    def _check_inputs(self, user: User, rows: list[tuple[int, str, str, dict[str, Any]]]) -> None:
+        """Every input request is resolved once, in its run, before its end; one answer wins."""
+        open_in: dict[str, str] = {}  # interrupt id -> run, while pending
+        resolved: dict[str, dict[str, Any]] = {}
+        for seq, kind, run, data in rows:
+            if kind == "input_requested":
+                if data["interrupt_id"] in open_in or data["interrupt_id"] in resolved:
+                    raise ModelViolation(f"seq {seq}: {data['interrupt_id']} requested twice")
+                if any(r == run for r in open_in.values()):
+                    raise ModelViolation(f"seq {seq}: run {run} asked twice at once")
+                open_in[data["interrupt_id"]] = run
+            elif kind == "input_resolved":
+                if open_in.pop(data["interrupt_id"], None) != run:
+                    raise ModelViolation(f"seq {seq}: {data} resolves nothing pending in {run}")
+                resolved[data["interrupt_id"]] = data
+            elif kind in TERMINAL and run in open_in.values():
+                raise ModelViolation(f"seq {seq}: run {run} ended with an input pending")
+            elif run in open_in.values() and kind not in ("input_resolved",):
+                raise ModelViolation(f"seq {seq}: run {run} emitted {kind} while waiting")
+        self.trial.inputs.update(data["outcome"] for data in resolved.values())
+        accepted = Counter(
+            f["interrupt_id"] for t in user.tabs for f in t.frames if f["type"] == "input_accepted"
+        )
+        for interrupt_id, count in accepted.items():
+            if count > 1:
+                raise ModelViolation(f"{interrupt_id} was accepted {count} times")
+            if resolved.get(interrupt_id, {}).get("by") != "user":
+                raise ModelViolation(
+                    f"{interrupt_id} accepted, resolved {resolved.get(interrupt_id)}"
+                )
 
     def _check_tab(self, tab: Tab, by_seq: dict[int, tuple[str, str, Any]], last: int) -> None:
         where = f"tab {tab.name} ({tab.ended_by or 'open'})"
@@ -536,7 +647,9 @@ class Driver:
         hello = tab.frames[0]
         states: set[State] = {(hello["last_seq"] + 1, (), None)}
         cursors: dict[str | None, int] = {}
-        for what, item in tab.timeline[1:]:
+        # A resume sent right after connecting can be noted before the hello is read.
+        timeline = [entry for entry in tab.timeline if entry[1] is not hello]
+        for what, item in timeline:
             if what == "resume":
                 request_id, cursor = item
                 cursors[request_id] = cursor
