@@ -128,3 +128,17 @@ def input_for_user(*, user_id: int, interrupt_id: str) -> InputRequest | None:
     return (
         InputRequest.objects.select_related("run").filter(pk=interrupt_id, user_id=user_id).first()
     )
+
+
+def inputs_pending_events(*, user_id: int) -> QuerySet[RunEvent]:
+    """Return the `input_requested` events of the user's requests still pending, in seq order."""
+    pending = InputRequest.objects.filter(
+        user_id=user_id, outcome=InputRequest.Outcome.PENDING
+    ).values_list("pk", flat=True)
+    return (
+        RunEvent.objects.filter(
+            user_id=user_id, type="input_requested", payload__interrupt_id__in=list(pending)
+        )
+        .select_related("run__agent")
+        .order_by("seq")
+    )

@@ -7,7 +7,13 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from agents.events.replay import envelope_of
-from agents.selectors import agents_enabled, thread_events, thread_for_user, threads_for_user
+from agents.selectors import (
+    agents_enabled,
+    inputs_pending_events,
+    thread_events,
+    thread_for_user,
+    threads_for_user,
+)
 
 
 def _uid(request: HttpRequest) -> int:
@@ -58,3 +64,11 @@ def thread_history(request: HttpRequest, thread_id: str) -> JsonResponse:
 def thread_list(request: HttpRequest) -> JsonResponse:
     """Return the user's latest threads."""
     return JsonResponse({"threads": threads_for_user(user_id=_uid(request))})
+
+
+@login_required
+@require_GET
+def inputs_pending(request: HttpRequest) -> JsonResponse:
+    """Return the input_requested events of the user's requests nobody has decided yet."""
+    events = inputs_pending_events(user_id=_uid(request))
+    return JsonResponse({"events": [envelope_of(e) for e in events]})

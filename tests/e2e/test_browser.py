@@ -148,3 +148,57 @@ async def test_admin_run_page_opens_in_the_browser(site):
         body.index("agent_started") < body.index("tool_completed") < body.index("agent_completed")
     )
     assert "2+3 = 5" in body
+
+
+async def send_needing_approval(page, text):
+    await page.get_by_label("Agent").select_option("stepper")
+    await page.get_by_label("Steps").fill("1")
+    await page.get_by_label("Delay (ms)").fill("0")
+    await page.get_by_label("Ask me before each tool call").check()
+    await page.get_by_label("Message").fill(text)
+    await page.get_by_role("button", name="Send").click()
+
+
+async def test_approve_in_one_tab_and_the_card_resolves_in_the_other(site):
+    first = await logged_in_page(site)
+    second = await logged_in_page(site)
+    await send_needing_approval(first, "approve me")
+    # The other tab marks the conversation that waits for an answer.
+    await second.wait_for_selector("#thread-list button.needs-input", timeout=10000)
+    await second.locator("#thread-list button").first.click()
+    for page in (first, second):
+        card = page.get_by_role("group", name="Approval needed: calculator")
+        await card.wait_for(timeout=10000)
+        assert '"expression": "1*1"' in await card.locator(".params").inner_text()
+    # From the keyboard: focus Approve in the second tab and press Enter.
+    await second.get_by_role("button", name="Approve calculator").focus()
+    await second.keyboard.press("Enter")
+    for page in (first, second):
+        await page.wait_for_selector(".input-card.input-done", timeout=10000)
+        assert await page.locator(".input-card .input-status").inner_text() == "Approved"
+        await page.wait_for_selector(".run .badge-completed", timeout=10000)
+        assert await page.get_by_role("button", name="Approve calculator").count() == 0
+        assert "Tool: calculator" in await step_labels(page)
+    assert not first.errors and not second.errors
+
+
+async def test_a_pending_card_is_still_there_after_a_reload_and_can_be_rejected(site):
+    page = await logged_in_page(site)
+    await send_needing_approval(page, "reload me")
+    await page.wait_for_selector(".input-card", timeout=10000)
+    await page.reload()
+    await page.wait_for_selector("#conn.conn-online", timeout=15000)
+    card = page.get_by_role("group", name="Approval needed: calculator")
+    await card.wait_for(timeout=10000)
+    # Edit with bad JSON is refused on the page; then reject.
+    await page.get_by_role("button", name="Edit the parameters of calculator").click()
+    editor = page.get_by_label("Parameters for calculator (JSON)")
+    await editor.fill("{not json")
+    await page.get_by_role("button", name="Run calculator with the edited parameters").click()
+    assert "Not valid JSON" in await card.locator(".input-status").inner_text()
+    await page.get_by_role("button", name="Reject calculator").press("Enter")
+    await page.wait_for_selector(".input-card.input-done", timeout=10000)
+    assert await card.locator(".input-status").inner_text() == "Rejected"
+    await page.wait_for_selector(".run .badge-completed", timeout=10000)
+    assert "rejected" in await page.locator(".step-tool .outcome").inner_text()
+    assert not page.errors

@@ -13,6 +13,7 @@
     conn: $("conn"), timeline: $("timeline"), threads: $("thread-list"), title: $("thread-title"),
     form: $("composer"), agent: $("agent"), message: $("message"), notice: $("notice"),
     stepperOptions: $("stepper-options"), steps: $("steps"), delay: $("delay"),
+    approveTools: $("approve-tools"),
     newThread: $("new-thread"),
   };
 
@@ -27,6 +28,8 @@
     threads: new Map(),
     current: null, // thread id, null for a new conversation
     pending: new Map(), // request_id -> message text
+    inputs: new Map(), // interrupt_id -> input card view
+    resolving: new Map(), // request_id of a resolve_input -> interrupt_id
     requestCounter: 0,
     pingTimer: null,
   };
@@ -87,6 +90,7 @@
       state.attempt = 0;
       setConn("online", "Connected");
       state.pingTimer = setInterval(() => send({ type: "ping" }), 25000);
+      loadPendingInputs();
       const behind = hello.last_seq - state.lastSeq;
       if (state.lastSeq === 0 || behind > MAX_REPLAY || behind < 0) {
         // Nothing to catch up from (or too much): start from now, show history by HTTP.
@@ -112,7 +116,23 @@
       if (state.current === null) selectThread(reply.thread_id, { load: false });
       runView(reply.run_id, reply.thread_id, "", "queued");
     },
+    input_accepted(reply) {
+      state.resolving.delete(reply.request_id);
+      const card = state.inputs.get(reply.interrupt_id);
+      if (card && !card.done) card.status.textContent = "Sent; waiting for the agent…";
+    },
     error(err) {
+      const interruptId = state.resolving.get(err.request_id);
+      if (interruptId !== undefined) {
+        state.resolving.delete(err.request_id);
+        const card = state.inputs.get(interruptId);
+        if (card) {
+          card.status.textContent = err.error.message;
+          card.status.className = "input-status input-problem";
+          setCardBusy(card, false);
+          return;
+        }
+      }
       const retry = err.error.retry_after ? ` (retry in ${Math.ceil(err.error.retry_after)} s)` : "";
       showNotice(`${err.error.message}${retry}`);
     },
@@ -177,6 +197,14 @@
     if (id && load) loadThread(id);
   }
 
+  async function loadPendingInputs() {
+    // Requests nobody answered yet, wherever they are: still on the page after a reload.
+    const response = await fetch("/api/inputs/pending/", { credentials: "same-origin" });
+    if (!response.ok) return;
+    const body = await response.json();
+    body.events.forEach(render);
+  }
+
   async function loadThread(id) {
     const response = await fetch(`/api/threads/${id}/events/`, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -233,7 +261,7 @@
     view.card.dataset.status = status;
     view.badge.textContent = status;
     view.badge.className = `badge badge-${status}`;
-    view.stop.hidden = !(status === "running" || status === "queued");
+    view.stop.hidden = !(status === "running" || status === "queued" || status === "waiting");
   }
 
   function render(event) {
@@ -257,6 +285,10 @@
     } else if (view.status === "queued") {
       setStatus(view, "running");
     }
+    // A run that ends settles its cards even if their input_resolved was never seen.
+    if (TERMINAL.has(event.type)) {
+      for (const card of state.inputs.values()) if (card.threadId === event.thread_id) markThread(card.threadId);
+    }
   }
 
   function toolStep(view, data, seq) {
@@ -270,7 +302,141 @@
     return step;
   }
 
+  // ---- input requests (approve a tool call, or answer a question) ---------
+
+  const OUTCOME_TEXT = {
+    approved: "Approved", edited: "Approved with changes", rejected: "Rejected",
+    answered: "Answered", expired: "Expired: nobody answered in time",
+    cancelled: "Cancelled with the run", interrupted: "Interrupted: the server restarted",
+  };
+
+  function button(text, label, onClick) {
+    const b = el("button", "input-action", text);
+    b.type = "button";
+    b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function setCardBusy(card, busy) {
+    card.section.querySelectorAll("button, textarea").forEach((node) => { node.disabled = busy; });
+  }
+
+  function resolveInput(card, decision, extra) {
+    state.requestCounter += 1;
+    const requestId = `in${Date.now()}-${state.requestCounter}`;
+    const payload = { interrupt_id: card.id, decision, ...extra };
+    if (send({ type: "resolve_input", request_id: requestId, payload })) {
+      state.resolving.set(requestId, card.id);
+      card.status.className = "input-status";
+      card.status.textContent = "Sending…";
+      setCardBusy(card, true);
+    }
+  }
+
+  function answerValue(schema, text) {
+    // A schema that wants more than a string gets the text read as JSON.
+    if (!schema || schema.type === "string") return text;
+    try { return JSON.parse(text); } catch (e) { return text; }
+  }
+
+  function inputCard(view, data, event) {
+    const tool = data.kind === "tool_approval";
+    const section = el("section", `input-card input-${data.kind}`);
+    const heading = tool ? `Approval needed: ${data.tool_name}` : "The agent asks you";
+    section.setAttribute("role", "group");
+    section.setAttribute("aria-label", heading);
+    section.append(el("h3", "input-heading", heading), el("p", "input-message", data.message));
+    const card = { id: data.interrupt_id, section, done: false, threadId: event.thread_id };
+    const controls = el("div", "input-controls");
+    if (tool) {
+      const params = el("pre", "params", JSON.stringify(data.parameters, null, 2));
+      const editor = el("textarea", "input-edit");
+      editor.value = JSON.stringify(data.parameters, null, 2);
+      editor.rows = 4;
+      editor.hidden = true;
+      editor.id = `edit-${data.interrupt_id}`;
+      const editLabel = el("label", "visually-hidden", `Parameters for ${data.tool_name} (JSON)`);
+      editLabel.htmlFor = editor.id;
+      const save = button("Run with these", `Run ${data.tool_name} with the edited parameters`, () => {
+        let parameters;
+        try { parameters = JSON.parse(editor.value); } catch (e) {
+          card.status.className = "input-status input-problem";
+          card.status.textContent = `Not valid JSON: ${e.message}`;
+          editor.focus();
+          return;
+        }
+        resolveInput(card, "edit", { parameters });
+      });
+      save.hidden = true;
+      controls.append(
+        button("Approve", `Approve ${data.tool_name}`, () => resolveInput(card, "approve", {})),
+        button("Reject", `Reject ${data.tool_name}`, () => resolveInput(card, "reject", {})),
+        button("Edit", `Edit the parameters of ${data.tool_name}`, () => {
+          editor.hidden = false;
+          save.hidden = false;
+          editor.focus();
+        }),
+      );
+      section.append(params, editLabel, editor, save);
+    } else {
+      const box = el("textarea", "input-answer");
+      box.id = `answer-${data.interrupt_id}`;
+      box.rows = 2;
+      const label = el("label", "input-label", "Your answer");
+      label.htmlFor = box.id;
+      if (data.response_schema) box.placeholder = JSON.stringify(data.response_schema);
+      const submitAnswer = () => {
+        if (!box.value.trim()) { box.focus(); return; }
+        resolveInput(card, "answer", { answer: answerValue(data.response_schema, box.value.trim()) });
+      };
+      box.addEventListener("keydown", (ev) => {
+        if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); submitAnswer(); }
+      });
+      section.append(label, box);
+      controls.append(
+        button("Send answer", "Send the answer", submitAnswer),
+        button("Decline", "Decline to answer", () => resolveInput(card, "reject", {})),
+      );
+    }
+    const expires = new Date(data.expires_at);
+    card.status = el("p", "input-status");
+    card.status.setAttribute("role", "status");
+    section.append(controls, card.status, el("p", "input-expiry", `Answer by ${expires.toLocaleTimeString()}`));
+    const item = el("li", "step step-input");
+    item.append(section);
+    insertBySeq(view.steps, item, event.seq);
+    state.inputs.set(card.id, card);
+    markThread(event.thread_id);
+    return card;
+  }
+
+  function markThread(threadId) {
+    const thread = state.threads.get(threadId);
+    if (!thread) return;
+    const waiting = [...state.inputs.values()].some((c) => !c.done && c.threadId === threadId);
+    thread.button.classList.toggle("needs-input", waiting);
+    thread.button.title = waiting ? "Waiting for your answer" : "";
+  }
+
   const RENDERERS = {
+    input_requested(view, data, event) {
+      inputCard(view, data, event);
+      setStatus(view, "waiting");
+    },
+    input_resolved(view, data) {
+      const card = state.inputs.get(data.interrupt_id);
+      if (!card || card.done) return;
+      card.done = true;
+      card.section.classList.add("input-done");
+      card.section.querySelectorAll("button, textarea").forEach((node) => node.remove());
+      card.section.querySelectorAll("label").forEach((node) => node.remove());
+      const answer = data.answer === undefined ? "" : `: ${typeof data.answer === "string" ? data.answer : JSON.stringify(data.answer)}`;
+      card.status.className = `input-status input-${data.outcome}`;
+      card.status.textContent = `${OUTCOME_TEXT[data.outcome] || data.outcome}${answer}`;
+      markThread(card.threadId);
+      if (view.status === "waiting") setStatus(view, "running");
+    },
     agent_started(view, data, event) {
       view.question.textContent = data.message;
       setThreadTitle(event.thread_id, data.message);
@@ -307,6 +473,9 @@
       view.final = data.result;
       view.answer.textContent = data.result;
       view.answer.classList.add("final");
+      if (data.usage) {
+        view.card.append(el("p", "usage", `Tokens: ${data.usage.input_tokens} in, ${data.usage.output_tokens} out`));
+      }
     },
     agent_error(view, data) {
       view.card.append(el("p", "run-error", `Error (${data.error.code}): ${data.error.message}`));
@@ -333,6 +502,7 @@
     const options = agent === "stepper"
       ? { steps: Number(els.steps.value), delay_ms: Number(els.delay.value) }
       : {};
+    if (agent === "stepper" && els.approveTools.checked) options.approve_tools = true;
     state.requestCounter += 1;
     const requestId = `r${Date.now()}-${state.requestCounter}`;
     const payload = { agent, message: text, thread_id: state.current, options };
