@@ -142,3 +142,19 @@ def inputs_pending_events(*, user_id: int) -> QuerySet[RunEvent]:
         .select_related("run__agent")
         .order_by("seq")
     )
+
+
+def inputs_unreported(*, run_id: str) -> list[InputRequest]:
+    """Return a run's requests that have an `input_requested` event but no `input_resolved`."""
+    events = RunEvent.objects.filter(
+        run_id=run_id, type__in=("input_requested", "input_resolved")
+    ).order_by("seq")
+    asked: list[str] = []
+    told: set[str] = set()
+    for kind, payload in events.values_list("type", "payload"):
+        if kind == "input_requested":
+            asked.append(payload["interrupt_id"])
+        else:
+            told.add(payload["interrupt_id"])
+    rows = InputRequest.objects.in_bulk([i for i in asked if i not in told])
+    return [rows[i] for i in asked if i in rows]

@@ -17,9 +17,9 @@ from agents.control import CANCEL_RUN, END_SESSION, INPUT_DECIDED, describe, pro
 from agents.ending import interrupted, run_end
 from agents.events.emitter import EventEmitter, RunRef
 from agents.events.writer import EventWriter
-from agents.models import InputRequest, Run
+from agents.models import Run
 from agents.registry import AgentRegistry
-from agents.runtime.inputs import resolved_data
+from agents.runtime.inputs import orphan_inputs_close
 from agents.selectors import run_has_events
 from agents.services import (
     PROCESS_NAME,
@@ -28,7 +28,6 @@ from agents.services import (
     process_stop,
     run_claim_interrupted,
 )
-from agents.services.inputs import InputDecision, inputs_close_for_run
 from realtime.inbox import ProcessInbox
 
 logger = logging.getLogger(__name__)
@@ -106,14 +105,8 @@ class ProcessLifecycle:
         # The user may have no session here: the orphan's events need only an emitter.
         emitter = EventEmitter(user_id=run.user_id, writer=self.writer)
         ref = RunRef(run_id=str(run.pk), thread_id=str(run.thread_id), agent_name=run.agent.name)
-        # Its pending input requests end with it, so that no tab keeps offering them.
-        shutdown = InputDecision(
-            InputRequest.Outcome.INTERRUPTED, InputRequest.DecidedBy.SHUTDOWN, {}
-        )
-        for interrupt_id in await database_sync_to_async(inputs_close_for_run)(
-            run_id=str(run.pk), decision=shutdown
-        ):
-            await emitter.emit(ref, "input_resolved", resolved_data(interrupt_id, "", shutdown))
+        # Its input requests end with it, so that no tab keeps offering them.
+        await orphan_inputs_close(emitter, ref)
         await run_end(
             emitter,
             ref,

@@ -32,8 +32,14 @@ from agents.events.schema import clean_event_data
 from agents.metrics import INPUT_WAKEUPS, INPUTS_REQUESTED, INPUTS_RESOLVED
 from agents.models import InputRequest, Run
 from agents.runtime.tools import ToolError, get_tool
-from agents.selectors import input_get
-from agents.services.inputs import InputDecision, InputDraft, input_decide, input_open
+from agents.selectors import input_get, inputs_unreported
+from agents.services.inputs import (
+    InputDecision,
+    InputDraft,
+    input_decide,
+    input_open,
+    inputs_close_for_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -311,3 +317,17 @@ class InputAsker:
                 interrupt_id,
                 extra={"run_id": self.ref.run_id},
             )
+
+
+async def orphan_inputs_close(emitter: EventEmitter, ref: RunRef) -> None:
+    """End the input requests of a run whose process died: each gets its `input_resolved`.
+
+    Pending ones end `interrupted` (by `shutdown`); one a user decided that its
+    dead run never reported is reported with that decision.
+    """
+    shutdown = InputDecision(Outcome.INTERRUPTED, By.SHUTDOWN, {})
+    await database_sync_to_async(inputs_close_for_run)(run_id=ref.run_id, decision=shutdown)
+    for row in await database_sync_to_async(inputs_unreported)(run_id=ref.run_id):
+        decision = InputDecision.of(row)
+        await emitter.emit(ref, "input_resolved", resolved_data(row.pk, row.kind, decision))
+        INPUTS_RESOLVED.labels(decision.outcome).inc()

@@ -70,6 +70,64 @@ async def test_runs_of_a_dead_process_end_interrupted_and_the_user_learns_it(
     await comm.disconnect()
 
 
+async def test_an_orphans_input_requests_are_resolved_before_its_end(
+    amake_user, registry, lifecycle, settings
+):
+    from agents.events.store import event_record
+    from agents.models import InputRequest
+
+    user = await amake_user()
+    run = await orphan_run(user, process="host-d-4-dddddd", status="waiting_input", beat_age=120)
+
+    @database_sync_to_async
+    def ask(interrupt_id, **decided):
+        InputRequest.objects.create(
+            id=interrupt_id,
+            run=run,
+            user=user,
+            kind="question",
+            message="?",
+            expires_at=timezone.now() + timedelta(minutes=5),
+            **decided,
+        )
+        data = {"interrupt_id": interrupt_id, "kind": "question", "message": "?"}
+        event_record(
+            user_id=user.pk,
+            run_id=str(run.pk),
+            event_type="input_requested",
+            data={**data, "expires_at": "2026-01-01T00:00:00Z"},
+        )
+
+    await database_sync_to_async(event_record)(
+        user_id=user.pk, run_id=str(run.pk), event_type="agent_started", data={"message": "m"}
+    )
+    # One the user answered just before the process died (its run never said so),
+    await ask("in_answered", outcome="answered", decided_by="user", response={"answer": "42"})
+    # and one nobody answered.
+    await ask("in_pending")
+    comm, _ = await connect_user(user)
+    assert await lifecycle.sweep_orphans() == 1
+    frames = [await comm.receive_json_from(timeout=5) for _ in range(3)]
+    assert [(f["type"], f["data"].get("interrupt_id")) for f in frames] == [
+        ("input_resolved", "in_answered"),
+        ("input_resolved", "in_pending"),
+        ("agent_error", None),
+    ]
+    assert frames[0]["data"] == {
+        "interrupt_id": "in_answered",
+        "outcome": "answered",
+        "by": "user",
+        "answer": "42",
+    }
+    assert frames[1]["data"] == {
+        "interrupt_id": "in_pending",
+        "outcome": "interrupted",
+        "by": "shutdown",
+    }
+    assert (await InputRequest.objects.aget(pk="in_pending")).decided_by == "shutdown"
+    await comm.disconnect()
+
+
 async def test_runs_of_a_live_process_are_left_alone(amake_user, registry, lifecycle):
     user = await amake_user()
     alive = await orphan_run(
