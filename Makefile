@@ -19,7 +19,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py ensure_demo_user
+	$(BIN)/python manage.py ensure_demo_user --url http://$(HOST):$(PORT)/
 	$(BIN)/daphne -b $(HOST) -p $(PORT) chatplatform.asgi:application
 
 test: install

@@ -1,6 +1,12 @@
 """Errors raised by agent services, each with its wire-protocol error code."""
 
+import secrets
 from typing import Any
+
+
+def reference() -> str:
+    """Return a short id that ties a message a user sees to its detail in the log and admin."""
+    return secrets.token_hex(4)
 
 
 class ServiceError(Exception):

@@ -21,6 +21,7 @@ from agents.errors import (
     InvalidRequest,
     MessageTooLarge,
     NotFound,
+    reference,
 )
 from agents.events.emitter import EventEmitter, RunRef
 from agents.identity import PROCESS_NAME
@@ -451,19 +452,35 @@ class UserAgentSession:
         except TimeoutError:
             return failed("timeout", "the run took too long")
         except AgentFailure as failure:
-            return failed(failure.code, failure.message[:500])
-        except Exception as exc:
-            logger.exception(
-                "run failed user_id=%s run_id=%s",
+            # Users see plain words and a reference; the log and the admin, the detail.
+            ref = reference()
+            logger.warning(
+                "run failed user_id=%s run_id=%s code=%s ref=%s: %s",
                 self.user_id,
                 active.ref.run_id,
+                failure.code,
+                ref,
+                failure.detail or failure.message,
                 extra={"user_id": self.user_id, "run_id": active.ref.run_id},
             )
-            # Users see a plain message; the admin sees what went wrong.
+            return failed(
+                failure.code,
+                f"{failure.message[:450]} (reference {ref})",
+                detail=f"ref {ref}: {failure.detail or failure.message}"[:2000],
+            )
+        except Exception as exc:
+            ref = reference()
+            logger.exception(
+                "run failed user_id=%s run_id=%s ref=%s",
+                self.user_id,
+                active.ref.run_id,
+                ref,
+                extra={"user_id": self.user_id, "run_id": active.ref.run_id},
+            )
             return failed(
                 "agent_failed",
-                "the agent failed with an internal error",
-                detail=f"{type(exc).__name__}: {exc}"[:2000],
+                f"the agent ran into a problem (reference {ref})",
+                detail=f"ref {ref}: {type(exc).__name__}: {exc}"[:2000],
             )
         return completed(str(result), _ms(active))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cache
@@ -9,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils.module_loading import import_string
 
-from agents.errors import InvalidRequest, UnknownAgent
+from agents.errors import InvalidRequest, UnknownAgent, reference
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from agents.events.emitter import EventEmitter, RunRef
@@ -18,12 +21,13 @@ if TYPE_CHECKING:
 
 
 class AgentFailure(Exception):
-    """A run that cannot go on; `code` becomes agent_error.error.code."""
+    """A run that cannot go on: `code` and plain `message` for the user, `detail` for the log."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, detail: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,17 @@ def load_agent_class(path: str) -> type[Agent]:
     try:
         cls = import_string(path)
     except ImportError as exc:
-        raise UnknownAgent(f"agent implementation {path!r} cannot be imported") from exc
+        raise _unavailable(f"agent implementation {path!r} cannot be imported: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        raise UnknownAgent(f"{path!r} is not an Agent implementation")
+        raise _unavailable(f"{path!r} is not an Agent implementation")
     return cls
+
+
+def _unavailable(detail: str) -> UnknownAgent:
+    """A misconfigured agent: users get plain words and a reference, the log the detail."""
+    ref = reference()
+    logger.error("agent unavailable ref=%s: %s", ref, detail)
+    return UnknownAgent(f"this agent is not available right now (reference {ref})")
 
 
 def int_option(options: dict[str, Any], name: str, *, default: int, low: int, high: int) -> int:

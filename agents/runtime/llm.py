@@ -103,17 +103,36 @@ class Coalescer:
         await self.flush()
 
 
+# What users read for each failure; the detail (addresses, the server's words) is logged.
+PLAIN = {
+    "llm_unauthorized": "the language model refused our credentials",
+    "llm_rate_limited": "the language model is busy; try again in a moment",
+    "llm_server_error": "the language model had a problem on its side",
+    "llm_bad_request": "the language model did not accept the request",
+    "llm_timeout": "the language model did not answer in time",
+    "llm_unreachable": "the language model could not be reached",
+    "llm_error": "the language model reported an error",
+    "llm_bad_response": "the language model's answer could not be read",
+    "llm_tool_rounds": "the language model kept asking for tools, so the run stopped",
+}
+
+
+def _llm_failure(code: str, detail: str) -> AgentFailure:
+    return AgentFailure(code, PLAIN[code], detail=detail)
+
+
 def _failure(exc: Exception, cfg: LLMSettings) -> AgentFailure:
-    """Turn an SDK error into the agent_error users see."""
+    """Turn an SDK error into the agent_error users see, with the detail for the log."""
     code = next((code for kind, code in SDK_ERRORS if isinstance(exc, kind)), "llm_error")
     if isinstance(exc, openai.APIStatusError):
-        message = _status_message(exc)
-        return AgentFailure(code, f"the model answered {exc.status_code}: {message}")
-    if code == "llm_timeout":
-        return AgentFailure(code, f"the model did not answer within {cfg.timeout:g} s")
-    if code == "llm_unreachable":
-        return AgentFailure(code, f"cannot reach the model at {cfg.base_url}")
-    return AgentFailure(code, f"the model reported: {str(getattr(exc, 'message', exc))[:300]}")
+        detail = f"{cfg.base_url} answered {exc.status_code}: {_status_message(exc)}"
+    elif code == "llm_timeout":
+        detail = f"{cfg.base_url} did not answer within {cfg.timeout:g} s"
+    elif code == "llm_unreachable":
+        detail = f"cannot reach {cfg.base_url}: {exc}"
+    else:
+        detail = f"{cfg.base_url}: {str(getattr(exc, 'message', exc))[:300]}"
+    return _llm_failure(code, detail)
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
@@ -182,8 +201,9 @@ class LLMAgent(Agent):
                 messages.append(_assistant_turn(message))
                 for call in calls:
                     messages.append(await self._run_tool(ctx, call))
-        raise AgentFailure(
-            "llm_tool_rounds", f"the model still wanted tools after {cfg.max_tool_rounds} rounds"
+        raise _llm_failure(
+            "llm_tool_rounds",
+            f"{cfg.model} still wanted tools after {cfg.max_tool_rounds} rounds",
         )
 
     def _tool_specs(self) -> list[dict[str, Any]]:
@@ -250,12 +270,14 @@ class LLMAgent(Agent):
                             coalescer.add(event.delta)
                     completion = await stream.get_final_completion()
         except TimeoutError as exc:
-            raise AgentFailure("llm_timeout", "the model's answer took too long") from exc
+            raise _llm_failure("llm_timeout", f"{cfg.base_url}: the answer took too long") from exc
         except openai.OpenAIError as exc:
             raise _failure(exc, cfg) from exc
         except (ValueError, TypeError, AssertionError) as exc:
             # Not JSON, or JSON that is not a chat-completion chunk.
-            raise AgentFailure("llm_bad_response", "the model's stream was not understood") from exc
+            raise _llm_failure(
+                "llm_bad_response", f"{cfg.base_url}: unreadable stream: {exc}"[:300]
+            ) from exc
         finally:
             await coalescer.close()
         if completion.usage is not None:
@@ -264,5 +286,7 @@ class LLMAgent(Agent):
                 output_tokens=completion.usage.completion_tokens,
             )
         if not completion.choices or completion.choices[0].finish_reason is None:
-            raise AgentFailure("llm_bad_response", "the model's stream ended before it finished")
+            raise _llm_failure(
+                "llm_bad_response", f"{cfg.base_url}: the stream ended before it finished"
+            )
         return completion.choices[0].message

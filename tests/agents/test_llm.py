@@ -133,15 +133,23 @@ async def test_tool_rounds_are_bounded(amake_user, registry, llm, settings):
     ids=["401", "429-always", "503", "400", "malformed", "no-end", "error-chunk", "timeout"],
 )
 async def test_failures_end_the_run_with_a_clear_agent_error(
-    amake_user, registry, llm, replies, code
+    amake_user, registry, llm, replies, code, caplog
 ):
     llm.replies.extend(replies)
     accepted, events = await ask(await amake_user())
     assert events[-1]["type"] == "agent_error"
     assert events[-1]["data"]["error"]["code"] == code
-    assert events[-1]["data"]["error"]["message"]
+    message = events[-1]["data"]["error"]["message"]
+    # Plain words and a reference for the user; no address, no server text.
+    assert message.startswith("the language model") and "(reference " in message
+    assert "127.0.0.1" not in message and "http" not in message
+    ref = message.rsplit("(reference ", 1)[1].rstrip(")")
     run = await Run.objects.aget(pk=accepted["run_id"])
     assert (run.status, run.error_code) == ("failed", code)
+    # The detail is in the admin (the run) and in the server log, under the same reference.
+    assert run.error_message.startswith(f"ref {ref}: ") and llm.base_url in run.error_message
+    logged = [r.getMessage() for r in caplog.records if f"ref={ref}" in r.getMessage()]
+    assert logged and llm.base_url in logged[0]
 
 
 async def test_connection_refused(amake_user, registry, llm):

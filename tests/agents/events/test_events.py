@@ -137,12 +137,14 @@ async def test_agent_exception_becomes_agent_error_and_a_failed_run(amake_user, 
     )
     assert [e["type"] for e in events] == ["agent_started", "agent_error"]
     # the user gets a plain message; the internal detail stays for the admin
-    assert events[1]["data"] == {
-        "error": {"code": "agent_failed", "message": "the agent failed with an internal error"}
-    }
+    error = events[1]["data"]["error"]
+    assert error["code"] == "agent_failed"
+    ref = error["message"].removeprefix("the agent ran into a problem (reference ").rstrip(")")
+    assert error["message"] == f"the agent ran into a problem (reference {ref})" and len(ref) == 8
+    assert "exploded" not in error["message"]
     run = await Run.objects.aget(pk=events[0]["run_id"])
     assert (run.status, run.error_code) == ("failed", "agent_failed")
-    assert run.error_message == "RuntimeError: model exploded"
+    assert run.error_message == f"ref {ref}: RuntimeError: model exploded"
 
 
 async def test_stop_agent_ends_the_run_with_agent_cancelled(amake_user, registry):
