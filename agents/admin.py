@@ -5,9 +5,13 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from agents.control import request_run_cancel, request_session_end
@@ -23,6 +27,7 @@ from agents.models import (
     Thread,
     WorkerProcess,
 )
+from agents.runtime.base import load_agent_class_checked
 from agents.services import session_end
 
 
@@ -31,6 +36,19 @@ def pretty_json(value: Any) -> str:
     return format_html(
         '<pre class="json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
     )
+
+
+def ms(value: Any) -> str:
+    """A time to the millisecond, in UTC."""
+    if value is None:
+        return "-"
+    return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond // 1000:03d} UTC"
+
+
+def changelist_link(model: str, text: str, **filters: Any) -> str:
+    """A link to an admin list filtered by `filters`."""
+    query = "&".join(f"{key}={value}" for key, value in filters.items())
+    return format_html('<a href="{}?{}">{}</a>', reverse(f"admin:{model}_changelist"), query, text)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -49,9 +67,45 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class AgentForm(forms.ModelForm):
+    """An agent row is checked before it is saved: users never meet a broken one."""
+
+    class Meta:
+        model = Agent
+        fields = [
+            "name",
+            "description",
+            "enabled",
+            "implementation",
+            "allowed_tools",
+            "approval_tools",
+            "tool_timeout_seconds",
+            "max_run_seconds",
+            "config",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        """The implementation must be an Agent class, and the config must fit its schema."""
+        data = super().clean() or {}
+        path = data.get("implementation")
+        if path:
+            try:
+                implementation = load_agent_class_checked(path)
+            except ValueError as exc:
+                self.add_error("implementation", str(exc))
+            else:
+                try:
+                    implementation.check_config(data.get("config"))
+                except ValueError as exc:
+                    self.add_error("config", f"Not a valid config for {path}: {exc}")
+        return data
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    """Agents are configuration: editable."""
+    """Agents are configuration: editable, and checked before they are saved."""
+
+    form = AgentForm
 
     list_display = [
         "name",
@@ -145,27 +199,6 @@ class AgentSessionAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{ended} sessions ended", messages.SUCCESS)
 
 
-class RunEventInline(admin.TabularInline):
-    """A run's events, in seq order, read-only."""
-
-    model = RunEvent
-    fields = ("seq", "type", "created_at", "data")
-    readonly_fields = fields
-    ordering = ["seq"]
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Events are written by the runtime only."""
-        return False
-
-    @admin.display(description="data")
-    def data(self, obj: RunEvent) -> str:
-        """The event's data as pretty JSON."""
-        return pretty_json(obj.payload)
-
-
 class InputRequestInline(admin.TabularInline):
     """A run's input requests and how each was decided, read-only."""
 
@@ -187,19 +220,21 @@ class RunAdmin(ReadOnlyAdmin):
     """Runs with their input requests and events; running ones can be cancelled."""
 
     list_display = [
-        "id",
+        "short_id",
         "user",
         "agent",
+        "short_message",
         "status",
-        "created_at",
+        "started",
         "duration",
         "tokens",
         "error_code",
     ]
-    list_filter = ["status", "agent", "created_at"]
+    list_display_links = ["short_id"]
+    list_filter = ["status", "agent", ("user", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["id", "user__username", "message"]
     date_hierarchy = "created_at"
-    inlines = [InputRequestInline, RunEventInline]
+    inlines = [InputRequestInline]
     actions = ["cancel_runs"]
     readonly_fields = [
         "id",
@@ -212,16 +247,56 @@ class RunAdmin(ReadOnlyAdmin):
         "message",
         "options_json",
         "process",
-        "created_at",
-        "started_at",
-        "finished_at",
+        "created_ms",
+        "started_ms",
+        "finished_ms",
+        "events_link",
         "result",
         "input_tokens",
         "output_tokens",
         "error_code",
         "error_message",
     ]
-    exclude = ["options"]
+    exclude = ["options", "created_at", "started_at", "finished_at"]
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, obj: Run) -> str:
+        """The run id's first 8 characters (search takes the whole id)."""
+        return str(obj.pk)[:8]
+
+    @admin.display(description="message", ordering="message")
+    def short_message(self, obj: Run) -> str:
+        """The user's message, shortened."""
+        text = " ".join(obj.message.split())
+        return text if len(text) <= 60 else text[:59] + "…"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: Run) -> str:
+        """When the run started (or was queued)."""
+        return ms(obj.started_at or obj.created_at)
+
+    @admin.display(description="created")
+    def created_ms(self, obj: Run) -> str:
+        """When the run was accepted."""
+        return ms(obj.created_at)
+
+    @admin.display(description="started at")
+    def started_ms(self, obj: Run) -> str:
+        """When the run started."""
+        return ms(obj.started_at)
+
+    @admin.display(description="finished at")
+    def finished_ms(self, obj: Run) -> str:
+        """When the run ended."""
+        return ms(obj.finished_at)
+
+    @admin.display(description="events")
+    def events_link(self, obj: Run) -> str:
+        """The run's events, on the events list (paginated), in seq order."""
+        count = obj.events.count()
+        return changelist_link(
+            "agents_runevent", f"{count} events, in seq order", run__id__exact=obj.pk
+        )
 
     @admin.display(description="tokens in / out")
     def tokens(self, obj: Run) -> str:
@@ -320,11 +395,27 @@ class InputRequestAdmin(ReadOnlyAdmin):
 class RunEventAdmin(ReadOnlyAdmin):
     """Every stored event; read-only."""
 
-    list_display = ["seq", "user", "type", "run", "created_at"]
+    list_display = ["seq", "user", "type", "summary", "run", "at"]
     list_filter = ["type", "created_at"]
     search_fields = ["user__username", "run__id"]
-    fields = ("user", "run", "seq", "type", "created_at", "data")
+    fields = ("user", "run", "seq", "type", "at", "data")
     readonly_fields = fields
+    list_per_page = 50
+
+    def get_ordering(self, request: HttpRequest) -> list[str]:
+        """One run's events read in seq order; the whole list newest first."""
+        return ["seq"] if "run__id__exact" in request.GET else ["-created_at", "-seq"]
+
+    @admin.display(description="time", ordering="created_at")
+    def at(self, obj: RunEvent) -> str:
+        """When the event was stored, to the millisecond."""
+        return ms(obj.created_at)
+
+    @admin.display(description="data")
+    def summary(self, obj: RunEvent) -> str:
+        """The event's data on one line."""
+        text = json.dumps(obj.payload, ensure_ascii=False)
+        return text if len(text) <= 90 else text[:89] + "…"
 
     @admin.display(description="data")
     def data(self, obj: RunEvent) -> str:
@@ -362,3 +453,36 @@ class KnowledgeArticleAdmin(admin.ModelAdmin):
 
     list_display = ["title", "tags"]
     search_fields = ["title", "body", "tags"]
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserWithActivityAdmin(UserAdmin):
+    """Django's user admin, with links to the user's runs, sessions, inputs and tokens."""
+
+    readonly_fields = [*UserAdmin.readonly_fields, "activity"]
+    fieldsets = [*(UserAdmin.fieldsets or ()), ("Agent activity", {"fields": ["activity"]})]
+
+    @admin.display(description="activity")
+    def activity(self, obj: Any) -> str:
+        """Links to the user's runs, sessions, input requests and API tokens."""
+        if obj.pk is None:
+            return "-"
+        return format_html(
+            "{} · {} · {} · {}",
+            changelist_link("agents_run", f"{obj.agent_runs.count()} runs", user__id__exact=obj.pk),
+            changelist_link(
+                "agents_agentsession",
+                f"{obj.agent_sessions.count()} sessions",
+                user__id__exact=obj.pk,
+            ),
+            changelist_link(
+                "agents_inputrequest",
+                f"{obj.agent_inputs.count()} input requests",
+                user__id__exact=obj.pk,
+            ),
+            changelist_link("realtime_apitoken", "API tokens", user__id__exact=obj.pk),
+        )

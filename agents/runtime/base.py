@@ -6,9 +6,11 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils.module_loading import import_string
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from agents.errors import InvalidRequest, UnknownAgent, reference
 
@@ -114,8 +116,30 @@ class RunContext:
 class Agent(ABC):
     """An agent implementation; one instance serves one run."""
 
+    # JSON Schema of the Agent row's `config` (checked when an admin saves the row).
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+    # JSON Schema of the options a client may send with start_agent (the page builds
+    # its fields from it); `clean_options` checks them.
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+
     def __init__(self, *, definition: AgentDefinition) -> None:
         self.definition = definition
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Raise ValueError unless `config` fits `config_schema`."""
+        error = best_match(Draft202012Validator(cls.config_schema).iter_errors(config))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "config"
+            raise ValueError(f"{where}: {error.message}")
 
     @classmethod
     def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +162,17 @@ def load_agent_class(path: str) -> type[Agent]:
         raise _unavailable(f"agent implementation {path!r} cannot be imported: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise _unavailable(f"{path!r} is not an Agent implementation")
+    return cls
+
+
+def load_agent_class_checked(path: str) -> type[Agent]:
+    """Import an Agent subclass for the admin; raise ValueError saying what is wrong."""
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ValueError(f"{path!r} cannot be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise ValueError(f"{path!r} is not a subclass of agents.runtime.base.Agent")
     return cls
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import openai
 from channels.db import database_sync_to_async
@@ -163,6 +163,21 @@ def _assistant_turn(message: ChatCompletionMessage) -> dict[str, Any]:
 
 class LLMAgent(Agent):
     """Answers with a language model, streaming its text and running its tool calls."""
+
+    config_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "base_url": {"type": "string", "pattern": "^https?://"},
+            "model": {"type": "string", "minLength": 1},
+            "system_prompt": {"type": "string"},
+            "api_key_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "max_tool_rounds": {"type": "integer", "minimum": 0, "maximum": 20},
+            "context_chars": {"type": "integer", "minimum": 0},
+            "stream_usage": {"type": "boolean"},
+        },
+        "additionalProperties": False,
+    }
 
     async def run(self, ctx: RunContext) -> str:
         """Talk with the model until it answers without asking for tools."""

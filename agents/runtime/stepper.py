@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from agents.errors import InvalidRequest
 from agents.runtime.base import Agent, RunContext, int_option
@@ -13,6 +13,34 @@ OPTIONS = {"steps", "delay_ms", "approve_tools", "ask", "ask_schema"}
 
 class StepperAgent(Agent):
     """Thinks in `steps` steps with `delay_ms` between them; for demos, load and approvals."""
+
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "steps": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 5,
+                "title": "Steps",
+            },
+            "delay_ms": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 5000,
+                "default": 200,
+                "title": "Delay (ms)",
+            },
+            "approve_tools": {
+                "type": "boolean",
+                "default": False,
+                "title": "Ask me before each tool call",
+            },
+            "ask": {"type": "string", "maxLength": MAX_QUESTION_CHARS, "title": "Ask me first"},
+            "ask_schema": {"type": "object", "title": "Answer's JSON Schema"},
+        },
+        "additionalProperties": False,
+    }
 
     @classmethod
     def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Every admin page, with the Django test client: lists, filters, detail pages, actions."""
 
+import re
+
 import pytest
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
@@ -131,16 +133,24 @@ def test_token_changelist_renders_without_secrets(staff_client, history):
     assert ApiToken.objects.get().digest not in body
 
 
-def test_run_page_shows_events_inline_in_seq_order_read_only(staff_client, history):
-    response = staff_client.get(reverse("admin:agents_run_change", args=[history["done"].pk]))
+def test_run_page_links_its_events_listed_in_seq_order_to_the_millisecond(staff_client, history):
+    done = history["done"]
+    response = staff_client.get(reverse("admin:agents_run_change", args=[done.pk]))
     assert response.status_code == 200
     body = response.content.decode()
+    assert 'name="_save"' not in body  # nothing to save: history is read-only
+    assert "agent_started" not in body  # events are not inlined: a long run stays readable
+    link = f"{reverse('admin:agents_runevent_changelist')}?run__id__exact={done.pk}"
+    assert f'href="{link}"' in body and "3 events, in seq order" in body
+    created = done.created_at
+    assert f"{created:%H:%M:%S}.{created.microsecond // 1000:03d} UTC" in body
+    events = staff_client.get(link).content.decode()
     started, executing, completed = (
-        body.index(t) for t in ("agent_started", "tool_executing", "agent_completed")
+        events.index(t) for t in ("agent_started", "tool_executing", "agent_completed")
     )
     assert started < executing < completed
-    assert "&quot;expression&quot;: &quot;6*7&quot;" in body  # pretty JSON
-    assert 'name="_save"' not in body  # nothing to save: history is read-only
+    assert "&quot;expression&quot;: &quot;6*7&quot;" in events  # the data, on one line
+    assert re.search(r"\d\d:\d\d:\d\d\.\d{3} UTC", events)
     assert (
         staff_client.post(
             reverse("admin:agents_run_change", args=[history["done"].pk]), {}
@@ -239,6 +249,81 @@ def test_agent_is_editable_and_actions_toggle_it(staff_client, history):
     )
     agent.refresh_from_db()
     assert agent.enabled is False
+
+
+def test_runs_list_shows_user_agent_message_and_start_and_filters_by_user(staff_client, history):
+    bob = get_user_model().objects.create_user("bob", password="pw")
+    Run.objects.create(
+        user=bob,
+        agent=Agent.objects.get(name="triage"),
+        thread=Thread.objects.create(user=bob),
+        message="bob's question " + "x" * 200,
+    )
+    url = reverse("admin:agents_run_changelist")
+    page = staff_client.get(url).content.decode()
+    for column in ("user", "agent", "message", "status", "started", "duration"):
+        assert f"column-{column}" in page or f">{column.capitalize()}<" in page, column
+    assert "bob&#x27;s question xxx" in page and "x" * 100 not in page  # shortened
+    short = str(history["done"].pk)[:8]
+    assert f">{short}</a>" in page  # a short id that does not wrap; its link holds the whole
+    only_bob = staff_client.get(url, {"user__id__exact": bob.pk}).content.decode()
+    assert "bob&#x27;s question" in only_bob and "calculate 6*7" not in only_bob
+    assert "By user" in page or "by user" in page
+
+
+def test_a_users_page_links_to_their_runs_sessions_and_inputs(staff_client, history):
+    user = history["user"]
+    page = staff_client.get(reverse("admin:auth_user_change", args=[user.pk])).content.decode()
+    runs = f"{reverse('admin:agents_run_changelist')}?user__id__exact={user.pk}"
+    sessions = f"{reverse('admin:agents_agentsession_changelist')}?user__id__exact={user.pk}"
+    assert f'href="{runs}"' in page and "2 runs" in page
+    assert f'href="{sessions}"' in page and "1 sessions" in page
+    assert "2 input requests" in page
+    listed = staff_client.get(runs).content.decode()
+    assert str(history["done"].pk)[:8] in listed
+
+
+def test_a_token_page_is_read_only_with_a_revoke_button(staff_client, history):
+    raw = token_issue(user=history["user"], days=1)
+    token = ApiToken.objects.get()
+    url = reverse("admin:realtime_apitoken_change", args=[token.pk])
+    page = staff_client.get(url).content.decode()
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
+    revoke = reverse("admin:realtime_apitoken_revoke", args=[token.pk])
+    assert f'action="{revoke}"' in page and "Revoke this token" in page
+    assert staff_client.get(revoke).status_code == 405  # a GET changes nothing
+    assert token_authenticate(raw) is not None
+    assert staff_client.post(revoke).status_code == 302
+    assert token_authenticate(raw) is None
+    assert "Revoke this token" not in staff_client.get(url).content.decode()
+
+
+def test_agent_edits_are_checked_in_the_form(staff_client, history):
+    agent = Agent.objects.get(name="assistant")
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    form = {
+        "name": agent.name,
+        "description": agent.description,
+        "implementation": agent.implementation,
+        "allowed_tools": '["calculator"]',
+        "approval_tools": "[]",
+        "tool_timeout_seconds": "30",
+        "max_run_seconds": "600",
+        "config": '{"model": "m"}',
+    }
+    for field, value, complaint in [
+        ("implementation", "agents.runtime.nothing.Here", "cannot be imported"),
+        ("implementation", "agents.models.Run", "is not a subclass of agents.runtime.base.Agent"),
+        ("allowed_tools", '["rm_rf"]', "Unknown tools: rm_rf"),
+        ("config", '{"modle": "m"}', "Additional properties are not allowed"),
+        ("config", '{"max_tool_rounds": -1}', "max_tool_rounds"),
+    ]:
+        response = staff_client.post(url, {**form, field: value})
+        assert response.status_code == 200, value
+        assert complaint in response.content.decode(), value
+    assert staff_client.post(url, form).status_code == 302
+    agent.refresh_from_db()
+    assert agent.config == {"model": "m"}
 
 
 def test_revoke_token_action(staff_client, history):
