@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-postgres lint format bench clean
+.PHONY: install run test test-postgres lint format bench clean vendor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The page's Markdown renderer and sanitiser are committed in chatplatform/static/vendor/
+# (make run needs no npm); this refreshes them from package-lock.json.
+vendor:
+	npm ci --no-audit --no-fund
+	cp node_modules/marked/lib/marked.umd.js node_modules/marked/lib/marked.umd.js.map \
+		node_modules/dompurify/dist/purify.min.js node_modules/dompurify/dist/purify.min.js.map \
+		chatplatform/static/vendor/
+	cp node_modules/marked/LICENSE chatplatform/static/vendor/marked.LICENSE
+	cp node_modules/dompurify/LICENSE chatplatform/static/vendor/dompurify.LICENSE

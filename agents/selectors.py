@@ -59,9 +59,9 @@ def thread_events(*, thread: Thread, limit: int = 2000) -> QuerySet[RunEvent]:
 
 
 def agents_enabled() -> list[dict[str, str]]:
-    """Return the enabled agents for pickers."""
+    """Return the enabled agents for pickers: name, description and implementation."""
     return [
-        {"name": a.name, "description": a.description}
+        {"name": a.name, "description": a.description, "implementation": a.implementation}
         for a in Agent.objects.filter(enabled=True).order_by("name")
     ]
 

@@ -1,12 +1,16 @@
 """HTTP views: the chat page, its small JSON reads, and the health check."""
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from agents.errors import UnknownAgent
 from agents.events.replay import envelope_of
+from agents.runtime.base import load_agent_class
 from agents.selectors import (
     agents_enabled,
     inputs_pending_events,
@@ -27,6 +31,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def _with_options(agent: dict[str, str]) -> dict[str, Any]:
+    """An agent for the page's picker, with the JSON Schema of the options it takes."""
+    try:
+        schema = load_agent_class(agent["implementation"]).options_schema
+    except UnknownAgent:
+        schema = {"type": "object", "properties": {}}
+    return {"name": agent["name"], "description": agent["description"], "options": schema}
+
+
 @login_required
 @require_GET
 def chat(request: HttpRequest) -> HttpResponse:
@@ -35,7 +48,8 @@ def chat(request: HttpRequest) -> HttpResponse:
         "boot": {
             "user_id": str(request.user.pk),
             "username": request.user.get_username(),
-            "agents": agents_enabled(),
+            "agents": [_with_options(agent) for agent in agents_enabled()],
+            "max_message_chars": settings.WS_MAX_MESSAGE_CHARS,
             "default_agent": settings.AGENT_DEFAULT,
             "threads": threads_for_user(user_id=_uid(request)),
             "ws_path": "/ws/agents/",

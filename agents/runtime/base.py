@@ -143,10 +143,18 @@ class Agent(ABC):
 
     @classmethod
     def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """Validate the client's options; raise InvalidRequest when they are wrong."""
-        if options:
-            raise InvalidRequest(f"unknown options: {', '.join(sorted(options))}")
-        return {}
+        """Check the client's options against `options_schema` and fill in its defaults."""
+        error = best_match(Draft202012Validator(cls.options_schema).iter_errors(options))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path)
+            raise InvalidRequest(f"options{'.' + where if where else ''}: {error.message}")
+        properties = cls.options_schema.get("properties", {})
+        cleaned = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+        for name, value in options.items():
+            # JSON Schema counts 5.0 as an integer; the agent gets 5.
+            integer = properties.get(name, {}).get("type") == "integer"
+            cleaned[name] = int(value) if integer else value
+        return cleaned
 
     @abstractmethod
     async def run(self, ctx: RunContext) -> str:
@@ -181,11 +189,3 @@ def _unavailable(detail: str) -> UnknownAgent:
     ref = reference()
     logger.error("agent unavailable ref=%s: %s", ref, detail)
     return UnknownAgent(f"this agent is not available right now (reference {ref})")
-
-
-def int_option(options: dict[str, Any], name: str, *, default: int, low: int, high: int) -> int:
-    """Read an integer option within [low, high] or raise InvalidRequest."""
-    value = options.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidRequest(f"options.{name} must be an integer from {low} to {high}")
-    return value

@@ -5,10 +5,8 @@ import json
 from typing import Any, ClassVar
 
 from agents.errors import InvalidRequest
-from agents.runtime.base import Agent, RunContext, int_option
+from agents.runtime.base import Agent, RunContext
 from agents.runtime.inputs import MAX_QUESTION_CHARS, check_response_schema
-
-OPTIONS = {"steps", "delay_ms", "approve_tools", "ask", "ask_schema"}
 
 
 class StepperAgent(Agent):
@@ -36,7 +34,13 @@ class StepperAgent(Agent):
                 "default": False,
                 "title": "Ask me before each tool call",
             },
-            "ask": {"type": "string", "maxLength": MAX_QUESTION_CHARS, "title": "Ask me first"},
+            "ask": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_QUESTION_CHARS,
+                "pattern": "\\S",
+                "title": "Ask me first",
+            },
             "ask_schema": {"type": "object", "title": "Answer's JSON Schema"},
         },
         "additionalProperties": False,
@@ -44,38 +48,15 @@ class StepperAgent(Agent):
 
     @classmethod
     def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """Accept steps, delay_ms, approve_tools (bool), ask (a question) and ask_schema."""
-        unknown = set(options) - OPTIONS
-        if unknown:
-            return super().clean_options({k: options[k] for k in unknown})
-        approve = options.get("approve_tools", False)
-        if not isinstance(approve, bool):
-            raise InvalidRequest("options.approve_tools must be true or false")
-        ask = options.get("ask")
-        if ask is not None and (
-            not isinstance(ask, str) or not ask.strip() or len(ask) > MAX_QUESTION_CHARS
-        ):
-            raise InvalidRequest(
-                f"options.ask must be a question of 1 to {MAX_QUESTION_CHARS} characters"
-            )
-        schema = options.get("ask_schema")
-        if schema is not None:
-            if ask is None:
+        """Check the options against the schema; an answer's schema must be a valid one."""
+        cleaned = super().clean_options(options)
+        if "ask_schema" in cleaned:
+            if "ask" not in cleaned:
                 raise InvalidRequest("options.ask_schema needs options.ask")
             try:
-                check_response_schema(schema)
+                check_response_schema(cleaned["ask_schema"])
             except ValueError as exc:
                 raise InvalidRequest(f"options.ask_schema: {exc}") from exc
-        cleaned: dict[str, Any] = {
-            "steps": int_option(options, "steps", default=5, low=1, high=100),
-            "delay_ms": int_option(options, "delay_ms", default=200, low=0, high=5000),
-        }
-        if approve:
-            cleaned["approve_tools"] = True
-        if ask is not None:
-            cleaned["ask"] = ask
-        if schema is not None:
-            cleaned["ask_schema"] = schema
         return cleaned
 
     async def run(self, ctx: RunContext) -> str:

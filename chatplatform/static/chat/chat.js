@@ -4,17 +4,18 @@
 
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const TERMINAL = new Set(["agent_completed", "agent_error", "agent_cancelled"]);
+  const ACTIVE = new Set(["queued", "running", "waiting"]);
   const STATUS_OF = { agent_completed: "completed", agent_cancelled: "cancelled" };
   const MAX_REPLAY = 5000; // further behind than this, reload the thread instead
   const storeKey = `chatplatform:${boot.user_id}:lastSeq`;
 
   const $ = (id) => document.getElementById(id);
   const els = {
-    conn: $("conn"), timeline: $("timeline"), threads: $("thread-list"), title: $("thread-title"),
-    form: $("composer"), agent: $("agent"), message: $("message"), notice: $("notice"),
-    stepperOptions: $("stepper-options"), steps: $("steps"), delay: $("delay"),
-    approveTools: $("approve-tools"),
-    newThread: $("new-thread"),
+    app: $("app"), conn: $("conn"), timeline: $("timeline"), threads: $("thread-list"),
+    title: $("thread-title"), form: $("composer"), agent: $("agent"), message: $("message"),
+    notice: $("notice"), options: $("agent-options"), newThread: $("new-thread"),
+    counter: $("counter"), stopCurrent: $("stop-current"), jump: $("jump"), status: $("status"),
+    drawerToggle: $("drawer-toggle"), nav: $("threads"), scrim: $("scrim"),
   };
 
   const state = {
@@ -27,12 +28,88 @@
     runs: new Map(), // run_id -> run view
     threads: new Map(),
     current: null, // thread id, null for a new conversation
-    pending: new Map(), // request_id -> message text
+    pending: new Map(), // request_id of a start -> {text, agent}
     inputs: new Map(), // interrupt_id -> input card view
     resolving: new Map(), // request_id of a resolve_input -> interrupt_id
     requestCounter: 0,
     pingTimer: null,
+    follow: true, // keep the newest content in view (false while the user reads above)
   };
+
+  // ---- Markdown, made safe by DOMPurify (never by hand) ---------------------
+
+  if (window.DOMPurify) {
+    window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+      if (node.tagName === "A") {
+        node.setAttribute("target", "_blank");
+        node.setAttribute("rel", "noopener noreferrer nofollow");
+      }
+    });
+  }
+
+  function setMarkdown(node, text) {
+    if (window.marked && window.DOMPurify) {
+      const html = window.marked.parse(text, { gfm: true, breaks: true, async: false });
+      node.innerHTML = window.DOMPurify.sanitize(html, { USE_PROFILES: { html: true } });
+    } else {
+      node.textContent = text;
+    }
+  }
+
+  // ---- small helpers --------------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function timeOf(iso) {
+    const when = iso ? new Date(iso) : new Date();
+    return { short: when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }), full: when.toLocaleString() };
+  }
+
+  function stamp(node, iso) {
+    node.title = timeOf(iso).full;
+  }
+
+  function announce(text) {
+    els.status.textContent = text;
+  }
+
+  function showNotice(text) {
+    els.notice.textContent = text;
+    els.notice.hidden = false;
+    clearTimeout(showNotice.timer);
+    showNotice.timer = setTimeout(() => { els.notice.hidden = true; }, 8000);
+  }
+
+  function shortJson(value, limit = 60) {
+    if (value === null || typeof value !== "object") return String(value).slice(0, limit);
+    const text = Object.entries(value)
+      .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
+      .join(", ");
+    return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
+  }
+
+  // ---- scrolling: follow the newest content unless the user reads above ----
+
+  function nearBottom() {
+    const tl = els.timeline;
+    return tl.scrollHeight - tl.scrollTop - tl.clientHeight < 80;
+  }
+
+  function scrollToLatest() {
+    els.timeline.scrollTop = els.timeline.scrollHeight;
+    state.follow = true;
+    els.jump.hidden = true;
+  }
+
+  function contentAdded() {
+    if (state.follow) scrollToLatest();
+    else els.jump.hidden = false;
+  }
 
   // ---- connection -------------------------------------------------------
 
@@ -63,6 +140,7 @@
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     state.attempt += 1;
     setConn("offline", `Offline, reconnecting in ${Math.ceil(delay / 1000)} s`);
+    if (state.attempt === 1) announce("Connection lost; reconnecting.");
     setTimeout(connect, delay);
   }
 
@@ -87,6 +165,7 @@
 
   const FRAME_HANDLERS = {
     connection_established(hello) {
+      if (state.attempt) announce("Connected again.");
       state.attempt = 0;
       setConn("online", "Connected");
       state.pingTimer = setInterval(() => send({ type: "ping" }), 25000);
@@ -111,10 +190,18 @@
       if (!done.recovered && state.current) loadThread(state.current);
     },
     run_accepted(reply) {
+      const asked = state.pending.get(reply.request_id) || { text: "", agent: "" };
       state.pending.delete(reply.request_id);
-      addThread({ id: reply.thread_id, title: titleFor(reply.request_id) });
+      // The draft is sent and taken: now the box may be cleared.
+      if (els.message.value.trim() === asked.text) {
+        els.message.value = "";
+        updateCounter();
+      }
+      addThread({ id: reply.thread_id, title: asked.text || "Conversation" });
       if (state.current === null) selectThread(reply.thread_id, { load: false });
-      runView(reply.run_id, reply.thread_id, "", "queued");
+      const view = runView(reply.run_id, reply.thread_id, asked.agent, "queued");
+      if (!view.question.textContent) view.question.textContent = asked.text;
+      scrollToLatest();
     },
     input_accepted(reply) {
       state.resolving.delete(reply.request_id);
@@ -134,7 +221,9 @@
         }
       }
       const retry = err.error.retry_after ? ` (retry in ${Math.ceil(err.error.retry_after)} s)` : "";
-      showNotice(`${err.error.message}${retry}`);
+      const kept = state.pending.has(err.request_id) ? " Your message is still in the box." : "";
+      state.pending.delete(err.request_id);
+      showNotice(`${err.error.message}${retry}${kept}`);
     },
     pong() {},
   };
@@ -150,16 +239,17 @@
     render(event);
   }
 
-  // ---- threads ----------------------------------------------------------
+  // ---- threads and the drawer ----------------------------------------------
 
-  function titleFor(requestId) {
-    return state.pending.get(requestId) || "Conversation";
+  function clip(text, limit) {
+    const flat = text.replace(/\s+/g, " ").trim();
+    return flat.length > limit ? `${flat.slice(0, limit - 1)}…` : flat;
   }
 
   function setThreadTitle(id, title) {
     const thread = state.threads.get(id);
     if (!thread || !title || thread.title !== "Conversation") return;
-    thread.title = title.slice(0, 200);
+    thread.title = clip(title, 120);
     thread.button.textContent = thread.title.slice(0, 60);
     if (state.current === id) els.title.textContent = thread.title;
   }
@@ -169,12 +259,13 @@
       setThreadTitle(thread.id, thread.title);
       return;
     }
+    thread = { ...thread, title: clip(thread.title || "Conversation", 120) };
     const li = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = thread.title.slice(0, 60) || "Conversation";
     button.dataset.thread = thread.id;
-    button.addEventListener("click", () => selectThread(thread.id));
+    button.addEventListener("click", () => { selectThread(thread.id); closeDrawer(); });
     li.append(button);
     els.threads.prepend(li);
     const panel = document.createElement("div");
@@ -195,6 +286,16 @@
     els.newPanel.hidden = id !== null;
     els.title.textContent = id ? state.threads.get(id).title : "New conversation";
     if (id && load) loadThread(id);
+    else scrollToLatest();
+    updateStopCurrent();
+  }
+
+  async function loadThread(id) {
+    const response = await fetch(`/api/threads/${id}/events/`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const body = await response.json();
+    body.events.forEach(render);
+    if (state.current === id) scrollToLatest(); // a conversation opens at its newest run
   }
 
   async function loadPendingInputs() {
@@ -205,21 +306,21 @@
     body.events.forEach(render);
   }
 
-  async function loadThread(id) {
-    const response = await fetch(`/api/threads/${id}/events/`, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const body = await response.json();
-    body.events.forEach(render);
+  function openDrawer() {
+    els.app.classList.add("drawer-open");
+    els.drawerToggle.setAttribute("aria-expanded", "true");
+    els.scrim.hidden = false;
+    els.newThread.focus();
   }
 
-  // ---- rendering ---------------------------------------------------------
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
+  function closeDrawer() {
+    if (!els.app.classList.contains("drawer-open")) return;
+    els.app.classList.remove("drawer-open");
+    els.drawerToggle.setAttribute("aria-expanded", "false");
+    els.scrim.hidden = true;
   }
+
+  // ---- runs --------------------------------------------------------------
 
   function insertBySeq(container, node, seq) {
     node.dataset.seq = String(seq);
@@ -229,31 +330,40 @@
 
   function runView(runId, threadId, agentName, status) {
     let view = state.runs.get(runId);
-    if (view) return view;
+    if (view) {
+      if (agentName && !view.agent.textContent) view.agent.textContent = agentName;
+      return view;
+    }
     addThread({ id: threadId, title: "Conversation" });
     const card = el("article", "run");
     card.setAttribute("aria-label", `Run ${runId.slice(0, 8)}`);
     const head = el("header", "run-head");
-    const agent = el("span", "agent", agentName);
+    const agent = el("span", "agent", agentName || "");
     const badge = el("span", "badge");
+    const when = el("time", "when");
     const stop = el("button", "stop", "Stop");
     stop.type = "button";
-    stop.addEventListener("click", () => {
-      stop.disabled = true;
-      send({ type: "stop_agent", payload: { run_id: runId } });
-    });
-    head.append(agent, badge, stop);
+    stop.setAttribute("aria-label", "Stop this run");
+    stop.addEventListener("click", () => stopRun(runId));
+    head.append(agent, badge, when, stop);
     const question = el("p", "question");
     const steps = el("ol", "steps");
-    const answer = el("div", "answer");
-    card.append(head, question, steps, answer);
+    const streamed = el("div", "streamed markdown");
+    const answer = el("div", "answer markdown");
+    card.append(head, question, steps, streamed, answer);
     const panel = state.threads.get(threadId).panel;
     card.dataset.seq = String(Number.MAX_SAFE_INTEGER);
     panel.append(card);
-    view = { card, agent, badge, stop, question, steps, answer, deltas: [], tools: new Map(), final: null };
+    view = { runId, threadId, card, agent, badge, when, stop, question, steps, streamed, answer, deltas: [], tools: new Map(), final: null };
     state.runs.set(runId, view);
     setStatus(view, status);
     return view;
+  }
+
+  function stopRun(runId) {
+    const view = state.runs.get(runId);
+    if (view) view.stop.disabled = true;
+    send({ type: "stop_agent", payload: { run_id: runId } });
   }
 
   function setStatus(view, status) {
@@ -261,7 +371,23 @@
     view.card.dataset.status = status;
     view.badge.textContent = status;
     view.badge.className = `badge badge-${status}`;
-    view.stop.hidden = !(status === "running" || status === "queued" || status === "waiting");
+    view.stop.hidden = !ACTIVE.has(status);
+    updateStopCurrent();
+  }
+
+  function activeRunOfCurrent() {
+    let latest = null;
+    for (const view of state.runs.values()) {
+      if (view.threadId === state.current && ACTIVE.has(view.status)) latest = view;
+    }
+    return latest;
+  }
+
+  function updateStopCurrent() {
+    // A Stop that stays in reach (beside Send) while a run of this conversation goes.
+    const view = activeRunOfCurrent();
+    els.stopCurrent.hidden = view === null;
+    els.stopCurrent.disabled = view !== null && view.stop.disabled;
   }
 
   function render(event) {
@@ -274,29 +400,35 @@
       view.card.remove();
       insertBySeq(state.threads.get(event.thread_id).panel, view.card, event.seq);
     }
-    const panel = els.timeline;
-    const atBottom = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 40;
     const draw = RENDERERS[event.type];
     if (draw) draw(view, event.data, event);
-    if (atBottom) panel.scrollTop = panel.scrollHeight;
     if (TERMINAL.has(event.type)) {
       const status = STATUS_OF[event.type] || (event.data.error.code === "interrupted" ? "interrupted" : "failed");
       setStatus(view, status);
+      if (event.thread_id === state.current) announce(`Run ${status}.`);
     } else if (view.status === "queued") {
       setStatus(view, "running");
     }
-    // A run that ends settles its cards even if their input_resolved was never seen.
-    if (TERMINAL.has(event.type)) {
-      for (const card of state.inputs.values()) if (card.threadId === event.thread_id) markThread(card.threadId);
-    }
+    if (event.thread_id === state.current) contentAdded();
   }
 
-  function toolStep(view, data, seq) {
+  function toolStep(view, data, seq, iso) {
     let step = view.tools.get(data.tool_call_id);
     if (!step) {
-      step = el("li", "step step-tool");
-      step.append(el("span", "label", `Tool: ${data.tool_name}`), el("pre", "params"), el("div", "outcome", "running…"));
-      insertBySeq(view.steps, step, seq);
+      const item = el("li", "step step-tool");
+      const details = el("details", "tool");
+      const summary = el("summary", "tool-summary");
+      const label = el("span", "label", `Tool: ${data.tool_name}`);
+      const args = el("code", "tool-args");
+      const outcome = el("span", "tool-state", "waiting…");
+      summary.append(label, args, outcome);
+      const params = el("pre", "params");
+      const result = el("pre", "result");
+      details.append(summary, params, result);
+      item.append(details);
+      stamp(item, iso);
+      insertBySeq(view.steps, item, seq);
+      step = { item, args, outcome, params, result };
       view.tools.set(data.tool_call_id, step);
     }
     return step;
@@ -399,12 +531,11 @@
         button("Decline", "Decline to answer", () => resolveInput(card, "reject", {})),
       );
     }
-    const expires = new Date(data.expires_at);
     card.status = el("p", "input-status");
-    card.status.setAttribute("role", "status");
-    section.append(controls, card.status, el("p", "input-expiry", `Answer by ${expires.toLocaleTimeString()}`));
+    section.append(controls, card.status, el("p", "input-expiry", `Answer by ${timeOf(data.expires_at).short}`));
     const item = el("li", "step step-input");
     item.append(section);
+    stamp(item, event.timestamp);
     insertBySeq(view.steps, item, event.seq);
     state.inputs.set(card.id, card);
     markThread(event.thread_id);
@@ -419,26 +550,22 @@
     thread.button.title = waiting ? "Waiting for your answer" : "";
   }
 
+  // ---- events -------------------------------------------------------------
+
+  function showStreamed(view) {
+    const text = view.deltas.map((d) => d[1]).join("");
+    // Streamed text stays after the run ends, unless the answer is that same text.
+    const same = view.final !== null && view.final.trim() === text.trim();
+    view.streamed.hidden = !text || same;
+    if (!view.streamed.hidden) setMarkdown(view.streamed, text);
+  }
+
   const RENDERERS = {
-    input_requested(view, data, event) {
-      inputCard(view, data, event);
-      setStatus(view, "waiting");
-    },
-    input_resolved(view, data) {
-      const card = state.inputs.get(data.interrupt_id);
-      if (!card || card.done) return;
-      card.done = true;
-      card.section.classList.add("input-done");
-      card.section.querySelectorAll("button, textarea").forEach((node) => node.remove());
-      card.section.querySelectorAll("label").forEach((node) => node.remove());
-      const answer = data.answer === undefined ? "" : `: ${typeof data.answer === "string" ? data.answer : JSON.stringify(data.answer)}`;
-      card.status.className = `input-status input-${data.outcome}`;
-      card.status.textContent = `${OUTCOME_TEXT[data.outcome] || data.outcome}${answer}`;
-      markThread(card.threadId);
-      if (view.status === "waiting") setStatus(view, "running");
-    },
     agent_started(view, data, event) {
       view.question.textContent = data.message;
+      view.when.textContent = timeOf(event.timestamp).short;
+      view.when.dateTime = event.timestamp;
+      stamp(view.when, event.timestamp);
       setThreadTitle(event.thread_id, data.message);
     },
     agent_thinking(view, data, event) {
@@ -448,31 +575,55 @@
       progress.value = data.progress;
       progress.setAttribute("aria-label", `Progress ${data.progress}%`);
       step.append(el("span", "label", `Thinking (step ${data.step})`), el("span", "reasoning", data.reasoning), progress);
+      stamp(step, event.timestamp);
       insertBySeq(view.steps, step, event.seq);
     },
     tool_executing(view, data, event) {
-      const step = toolStep(view, data, event.seq);
-      step.querySelector(".params").textContent = JSON.stringify(data.parameters, null, 2);
+      const step = toolStep(view, data, event.seq, event.timestamp);
+      step.args.textContent = shortJson(data.parameters);
+      step.params.textContent = JSON.stringify(data.parameters, null, 2);
+      step.outcome.textContent = "running…";
     },
     tool_completed(view, data, event) {
-      const outcome = toolStep(view, data, event.seq).querySelector(".outcome");
-      outcome.className = "outcome ok";
-      outcome.textContent = `${JSON.stringify(data.result)} · ${data.duration_ms} ms`;
+      const step = toolStep(view, data, event.seq, event.timestamp);
+      step.item.classList.add("ok");
+      step.outcome.textContent = `✓ ${data.duration_ms} ms`;
+      step.result.textContent = JSON.stringify(data.result, null, 2);
     },
     tool_error(view, data, event) {
-      const outcome = toolStep(view, data, event.seq).querySelector(".outcome");
-      outcome.className = "outcome failed";
-      outcome.textContent = `Error: ${data.error} · ${data.duration_ms} ms`;
+      const step = toolStep(view, data, event.seq, event.timestamp);
+      step.item.classList.add("failed");
+      step.outcome.textContent = `✗ ${data.duration_ms} ms`;
+      step.result.textContent = `Error: ${data.error}`;
+      step.result.classList.add("outcome", "failed");
     },
     partial_result(view, data, event) {
       view.deltas.push([event.seq, data.delta]);
       view.deltas.sort((a, b) => a[0] - b[0]);
-      if (view.final === null) view.answer.textContent = view.deltas.map((d) => d[1]).join("");
+      showStreamed(view);
+    },
+    input_requested(view, data, event) {
+      inputCard(view, data, event);
+      setStatus(view, "waiting");
+      if (event.thread_id === state.current) announce(data.kind === "tool_approval" ? `Approval needed: ${data.tool_name}.` : "The agent asks you a question.");
+    },
+    input_resolved(view, data) {
+      const card = state.inputs.get(data.interrupt_id);
+      if (!card || card.done) return;
+      card.done = true;
+      card.section.classList.add("input-done");
+      card.section.querySelectorAll("button, textarea, label").forEach((node) => node.remove());
+      const answer = data.answer === undefined ? "" : `: ${typeof data.answer === "string" ? data.answer : JSON.stringify(data.answer)}`;
+      card.status.className = `input-status input-${data.outcome}`;
+      card.status.textContent = `${OUTCOME_TEXT[data.outcome] || data.outcome}${answer}`;
+      markThread(card.threadId);
+      if (view.status === "waiting") setStatus(view, "running");
     },
     agent_completed(view, data) {
       view.final = data.result;
-      view.answer.textContent = data.result;
+      setMarkdown(view.answer, data.result);
       view.answer.classList.add("final");
+      showStreamed(view);
       if (data.usage) {
         view.card.append(el("p", "usage", `Tokens: ${data.usage.input_tokens} in, ${data.usage.output_tokens} out`));
       }
@@ -487,28 +638,84 @@
 
   // ---- composer -----------------------------------------------------------
 
-  function showNotice(text) {
-    els.notice.textContent = text;
-    els.notice.hidden = false;
-    clearTimeout(showNotice.timer);
-    showNotice.timer = setTimeout(() => { els.notice.hidden = true; }, 8000);
+  function optionFields(agentName) {
+    // Each agent's own options, from the JSON Schema the server gives for it.
+    els.options.replaceChildren();
+    const agent = boot.agents.find((a) => a.name === agentName);
+    const properties = (agent && agent.options && agent.options.properties) || {};
+    for (const [name, spec] of Object.entries(properties)) {
+      const id = `opt-${name}`;
+      const label = el("label", null, spec.title || name);
+      label.htmlFor = id;
+      let input;
+      if (spec.type === "integer" || spec.type === "number") {
+        input = el("input");
+        input.type = "number";
+        if (spec.minimum !== undefined) input.min = String(spec.minimum);
+        if (spec.maximum !== undefined) input.max = String(spec.maximum);
+        if (spec.default !== undefined) input.value = String(spec.default);
+      } else if (spec.type === "boolean") {
+        input = el("input");
+        input.type = "checkbox";
+        input.checked = Boolean(spec.default);
+      } else if (spec.type === "string") {
+        input = el("input");
+        input.type = "text";
+        if (spec.maxLength) input.maxLength = spec.maxLength;
+      } else {
+        continue; // objects (an answer's schema) are for scripts, not for this form
+      }
+      input.id = id;
+      input.dataset.option = name;
+      input.dataset.kind = spec.type;
+      const field = el("span", `option option-${spec.type}`);
+      if (spec.type === "boolean") field.append(input, label);
+      else field.append(label, input);
+      els.options.append(field);
+    }
+  }
+
+  function collectOptions() {
+    const options = {};
+    for (const input of els.options.querySelectorAll("[data-option]")) {
+      const name = input.dataset.option;
+      if (input.dataset.kind === "boolean") {
+        if (input.checked) options[name] = true;
+      } else if (input.dataset.kind === "string") {
+        if (input.value.trim()) options[name] = input.value.trim();
+      } else if (input.value !== "") {
+        options[name] = Number(input.value);
+      }
+    }
+    return options;
+  }
+
+  function updateCounter() {
+    const length = els.message.value.length;
+    els.counter.textContent = `${length} / ${boot.max_message_chars}`;
+    els.counter.classList.toggle("over", length > boot.max_message_chars);
   }
 
   function submit(ev) {
     ev.preventDefault();
     const text = els.message.value.trim();
-    if (!text) return;
+    if (!text) {
+      showNotice("Type a message first.");
+      els.message.focus();
+      return;
+    }
+    if (text.length > boot.max_message_chars) {
+      showNotice(`The message is longer than ${boot.max_message_chars} characters; shorten it first.`);
+      return;
+    }
     const agent = els.agent.value;
-    const options = agent === "stepper"
-      ? { steps: Number(els.steps.value), delay_ms: Number(els.delay.value) }
-      : {};
-    if (agent === "stepper" && els.approveTools.checked) options.approve_tools = true;
     state.requestCounter += 1;
     const requestId = `r${Date.now()}-${state.requestCounter}`;
-    const payload = { agent, message: text, thread_id: state.current, options };
+    const payload = { agent, message: text, thread_id: state.current, options: collectOptions() };
     if (send({ type: "start_agent", request_id: requestId, payload })) {
-      state.pending.set(requestId, text);
-      els.message.value = "";
+      // The draft stays until the run is accepted: a refusal loses nothing.
+      state.pending.set(requestId, { text, agent });
+      state.follow = true;
       els.message.focus();
     }
   }
@@ -521,9 +728,8 @@
       option.selected = agent.name === boot.default_agent;
       els.agent.append(option);
     }
-    const syncOptions = () => { els.stepperOptions.hidden = els.agent.value !== "stepper"; };
-    els.agent.addEventListener("change", syncOptions);
-    syncOptions();
+    els.agent.addEventListener("change", () => optionFields(els.agent.value));
+    optionFields(els.agent.value);
     els.newPanel = el("div", "thread-panel empty");
     els.newPanel.append(el("p", "hint", "Start a conversation: pick an agent and send a message."));
     els.timeline.append(els.newPanel);
@@ -532,9 +738,27 @@
     els.message.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && !ev.shiftKey) submit(ev);
     });
-    els.newThread.addEventListener("click", () => { selectThread(null); els.message.focus(); });
+    els.message.addEventListener("input", updateCounter);
+    els.newThread.addEventListener("click", () => { selectThread(null); closeDrawer(); els.message.focus(); });
+    els.stopCurrent.addEventListener("click", () => {
+      const view = activeRunOfCurrent();
+      if (view) { stopRun(view.runId); updateStopCurrent(); }
+    });
+    els.timeline.addEventListener("scroll", () => {
+      state.follow = nearBottom();
+      if (state.follow) els.jump.hidden = true;
+    });
+    els.jump.addEventListener("click", scrollToLatest);
+    els.drawerToggle.addEventListener("click", () => {
+      if (els.app.classList.contains("drawer-open")) closeDrawer();
+      else openDrawer();
+    });
+    els.scrim.addEventListener("click", closeDrawer);
+    document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeDrawer(); });
     const fromHash = location.hash.slice(1);
     selectThread(state.threads.has(fromHash) ? fromHash : (boot.threads[0] ? boot.threads[0].id : null));
+    updateCounter();
+    els.message.focus();
     connect();
     // For tests and debugging: the page's view of the stream.
     window.chatplatform = { state };
