@@ -154,7 +154,11 @@ async def test_admin_run_page_opens_in_the_browser(site):
     await page.wait_for_selector(".run .badge-completed", timeout=15000)
     await page.goto(site["url"] + "/admin/agents/run/")
     await page.locator("#result_list tbody tr th a").first.click()
-    await page.get_by_role("link", name="events, in seq order").click()
+    events = page.get_by_role("link", name="events, in seq order")
+    await events.wait_for(timeout=10000)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        await page.screenshot(path=str(DOCS / "admin-run.png"))
+    await events.click()
     await page.wait_for_selector("text=agent_completed")
     body = await page.locator("#content").inner_text()
     assert (

@@ -277,3 +277,25 @@ async def test_ping_answers_pong_with_server_time(amake_user, registry):
     assert set(pong) == {"type", "request_id", "server_time"}
     assert pong["server_time"].endswith("Z")
     await comm.disconnect()
+
+
+async def test_a_misconfigured_agent_is_unavailable_in_plain_words(amake_user, registry, caplog):
+    from agents.models import Agent
+
+    await Agent.objects.acreate(name="broken", implementation="agents.runtime.gone.Agent")
+    comm, _ = await connect_user(await amake_user())
+    await send(
+        comm,
+        {"type": "start_agent", "request_id": "b", "payload": {"agent": "broken", "message": "hi"}},
+    )
+    reply = await comm.receive_json_from(timeout=5)
+    assert reply["error"]["code"] == "unknown_agent"
+    message = reply["error"]["message"]
+    assert message.startswith("this agent is not available right now (reference ")
+    assert "agents.runtime" not in message
+    ref = message.rsplit(" ", 1)[1].rstrip(")")
+    assert any(
+        f"ref={ref}" in r.getMessage() and "agents.runtime.gone" in r.getMessage()
+        for r in caplog.records
+    )
+    await comm.disconnect()
