@@ -22,7 +22,13 @@ run: install
 	$(BIN)/python manage.py ensure_demo_user --url http://$(HOST):$(PORT)/
 	$(BIN)/daphne -b $(HOST) -p $(PORT) chatplatform.asgi:application
 
-test: install
+# Node packages for the AG-UI client test, from package-lock.json (skipped without npm).
+NPM := $(shell command -v npm)
+node_modules/.installed-stamp: package-lock.json
+	@if [ -n "$(NPM)" ]; then npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the @ag-ui/client test will be skipped"; fi
+
+test: install node_modules/.installed-stamp
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The in-process suite again with PostgreSQL as the database (CI runs this too);

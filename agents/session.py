@@ -179,8 +179,13 @@ class UserAgentSession:
         options: dict[str, Any] | None = None,
         on_busy: str = "enqueue",
         request_id: str = "",
+        create_thread: bool = False,
     ) -> RunRef:
-        """Start (or queue) a run of `agent_name` for `message`; return its reference."""
+        """Start (or queue) a run of `agent_name` for `message`; return its reference.
+
+        With `create_thread`, a `thread_id` nobody has yet becomes a new thread of
+        this user (clients that name their threads, as AG-UI's do).
+        """
         if on_busy not in ON_BUSY_CHOICES:
             raise InvalidRequest(f"on_busy must be one of {', '.join(ON_BUSY_CHOICES)}")
         if len(message) > settings.WS_MAX_MESSAGE_CHARS:
@@ -202,6 +207,7 @@ class UserAgentSession:
                     options=clean_options,
                     request_id=request_id,
                     on_busy=on_busy,
+                    create_thread=create_thread,
                 )
             )
             ref = RunRef(run_id=str(run.id), thread_id=str(run.thread_id), agent_name=row.name)

@@ -74,15 +74,26 @@ def build_application(process: Process) -> Any:
     """Return the ASGI application serving HTTP and /ws/agents/ with this process's parts."""
     from channels.routing import ProtocolTypeRouter, URLRouter
     from django.core.asgi import get_asgi_application
+    from django.urls import re_path
 
     from chatplatform.lifecycle import LifecycleMiddleware
-    from realtime.auth import websocket_stack
-    from realtime.routing import websocket_urlpatterns
+    from realtime.auth import http_stack, websocket_stack
+    from realtime.routing import agui_urlpatterns, websocket_urlpatterns
 
+    django_app = get_asgi_application()
     return LifecycleMiddleware(
         ProtocolTypeRouter(
             {
-                "http": get_asgi_application(),
+                "http": URLRouter(
+                    [
+                        *agui_urlpatterns(
+                            registry=process.registry,
+                            hub=process.hub,
+                            wrap=lambda app: http_stack(app, tokens=process.tokens),
+                        ),
+                        re_path(r"", django_app),  # type: ignore[arg-type]
+                    ]
+                ),
                 "websocket": websocket_stack(
                     URLRouter(
                         websocket_urlpatterns(

@@ -62,3 +62,8 @@ def websocket_stack(inner: Any, *, tokens: Batcher[str, Any]) -> Any:
     return BrowserOriginValidator(
         TokenAuthMiddleware(inner, cookies=AuthMiddlewareStack(inner), tokens=tokens)
     )
+
+
+def http_stack(inner: Any, *, tokens: Batcher[str, Any]) -> Any:
+    """Wrap an HTTP endpoint: a bearer token or the cookie session (it checks Origin itself)."""
+    return TokenAuthMiddleware(inner, cookies=AuthMiddlewareStack(inner), tokens=tokens)

@@ -25,6 +25,8 @@ class RunDraft:
     options: dict[str, Any]
     request_id: str
     on_busy: str = "enqueue"
+    # A thread_id nobody has yet becomes a new thread of this user.
+    create_thread: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,16 @@ def run_create(draft: RunDraft) -> Run:
         if draft.thread_id is None:
             thread = Thread.objects.create(user_id=draft.user_id, title=draft.message[:200])
         else:
-            found = Thread.objects.filter(pk=draft.thread_id, user_id=draft.user_id).first()
-            if found is None:
+            found: Thread | None
+            if draft.create_thread:
+                # get_or_create: two first runs of one new thread at once make it once.
+                found, _ = Thread.objects.get_or_create(
+                    id=draft.thread_id,
+                    defaults={"user_id": draft.user_id, "title": draft.message[:200]},
+                )
+            else:
+                found = Thread.objects.filter(pk=draft.thread_id).first()
+            if found is None or found.user_id != draft.user_id:
                 raise NotFound("no such thread")
             thread = found
         return Run.objects.create(
