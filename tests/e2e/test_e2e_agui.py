@@ -18,7 +18,11 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "tests" / "e2e" / "js" / "agui_run.mjs"
-RELAXED = {"WS_START_RATE_PER_SECOND": "100", "WS_START_RATE_BURST": "100"}
+RELAXED = {
+    "WS_START_RATE_PER_SECOND": "100",
+    "WS_START_RATE_BURST": "100",
+    "AGUI_HEARTBEAT_SECONDS": "0.2",
+}
 ENDS = {"RUN_FINISHED", "RUN_ERROR"}
 
 
@@ -152,6 +156,7 @@ async def test_one_run_over_the_websocket_and_ag_ui_shows_the_same_seqs(server):
     await tab.close()
     over_ws = [e["seq"] for e in tab.events if e["run_id"] == run["run_id"]]
     assert followed.seqs() == over_ws
+    assert followed.comments >= 1  # heartbeats while it waited for the run
 
 
 async def test_interrupts_end_the_stream_and_resume_continues_the_run(server):
