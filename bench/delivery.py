@@ -13,7 +13,7 @@ whether anything was missing.
 """
 
 import argparse
-import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -23,11 +23,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import websockets
+from websockets.sync.client import connect as sync_connect
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import loadclient  # noqa: E402
 from bench.results import machine, write_section  # noqa: E402
 from bench.users import FIREHOSE, issue_tokens  # noqa: E402
 from tests.daphne import Daphne, project_env, sqlite_env  # noqa: E402
@@ -68,96 +69,63 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def collect(sockets, per_socket: int, deadline_s: float, stamp) -> tuple[list[float], float]:
-    """Read every socket until it has `per_socket` events or the deadline.
-
-    Returns the latencies (ms) and the seconds from the first event produced
-    to the last one read.
-    """
-    latencies: list[float] = []
-    deadline = time.monotonic() + deadline_s
-    first, last = float("inf"), 0.0
-
-    async def read(ws) -> None:
-        nonlocal first, last
-        got = 0
-        while got < per_socket:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                return
-            now = time.time()
-            sent = stamp(raw)
-            if sent is not None:
-                latencies.append((now - sent) * 1000)
-                got += 1
-                first, last = min(first, sent), max(last, now)
-
-    await asyncio.gather(*(read(ws) for ws in sockets))
-    return latencies, max(0.0, last - first)
-
-
-def plain_stamp(raw: str) -> float | None:
-    """Return the send time carried by a comparison server's frame."""
-    frame = json.loads(raw)
-    return frame.get("t")
-
-
-def our_stamp(raw: str) -> float | None:
-    """Return the emit time the firehose agent put in a partial_result."""
-    frame = json.loads(raw)
-    if frame.get("type") == "partial_result":
-        return float(frame["data"]["delta"])
-    return None
-
-
-async def plain_like(url: str, result: Result, seconds: float) -> None:
+def plain_like(url: str, result: Result, seconds: float, processes: int) -> None:
     """Drive the plain Channels app or the raw server (same little protocol)."""
-    sockets = []
-    for i in range(result.users * result.tabs):
-        ws = await websockets.connect(url, max_size=None, max_queue=None)
-        await ws.send(json.dumps({"user": i % result.users}))
-        await ws.recv()
-        sockets.append(ws)
+    sockets = [
+        loadclient.Socket(greet=json.dumps({"user": i % result.users}))
+        for i in range(result.users * result.tabs)
+    ]
     emit_rate = result.asked_per_s / result.tabs
-    driver = await websockets.connect(url)
-    drive = {"users": result.users, "rate": emit_rate, "seconds": seconds}
-    await driver.send(json.dumps({"drive": drive}))
     per_socket = int(emit_rate * seconds) // result.users
-    result.latencies, result.seconds = await collect(sockets, per_socket, seconds + 20, plain_stamp)
-    for ws in [*sockets, driver]:
-        await ws.close()
+    drive = {"users": result.users, "rate": emit_rate, "seconds": seconds}
+    with contextlib.ExitStack() as stack:
+
+        def start() -> None:
+            driver = stack.enter_context(sync_connect(url, compression=None))
+            driver.send(json.dumps({"drive": drive}))
+
+        outcome = loadclient.run(
+            url,
+            sockets,
+            per_socket=per_socket,
+            deadline_s=seconds + 20,
+            stamp=loadclient.PLAIN,
+            processes=processes,
+            when_ready=start,
+        )
+    result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
 
 
-async def ours(url: str, tokens: list[str], result: Result, seconds: float) -> None:
+def ours(url: str, tokens: list[str], result: Result, seconds: float, processes: int) -> None:
     """Each user runs the firehose agent; every tab of the user reads its events."""
-    sockets, first_tabs = [], []
-    for token in tokens[: result.users]:
-        for tab in range(result.tabs):
-            ws = await websockets.connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {token}"},
-                max_size=None,
-                max_queue=None,
-            )
-            await ws.recv()
-            sockets.append(ws)
-            if tab == 0:
-                first_tabs.append(ws)
     per_user_rate = max(1, round(result.asked_per_s / result.tabs / result.users))
     count = int(per_user_rate * seconds)
 
     def start(user: int) -> str:
         # Users' slots are spread over the interval, as the plain driver spreads its events.
-        phase = user * 1000 // len(first_tabs)
+        phase = user * 1000 // result.users
         options = {"rate": per_user_rate, "count": count, "phase": phase, "start_in_ms": 1000}
         payload = {"agent": "firehose", "message": "go", "options": options}
         return json.dumps({"type": "start_agent", "payload": payload})
 
-    await asyncio.gather(*(ws.send(start(i)) for i, ws in enumerate(first_tabs)))
-    result.latencies, result.seconds = await collect(sockets, count, seconds + 30, our_stamp)
-    for ws in sockets:
-        await ws.close()
+    sockets = [
+        loadclient.Socket(
+            headers={"Authorization": f"Bearer {token}"},
+            skip_hello=True,
+            start=start(user) if tab == 0 else None,
+        )
+        for user, token in enumerate(tokens[: result.users])
+        for tab in range(result.tabs)
+    ]
+    outcome = loadclient.run(
+        url,
+        sockets,
+        per_socket=count,
+        deadline_s=seconds + 30,
+        stamp=loadclient.OURS,
+        processes=processes,
+    )
+    result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
 
 
 def row(r: Result) -> str:
@@ -191,7 +159,7 @@ def measure_ours(label: str, extra_env: dict[str, str], args) -> list[Result]:
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             per_user = max(1, round(asked / tabs / users))
             r = Result(label, users, tabs, kind, asked, per_user * int(seconds) * users * tabs)
-            asyncio.run(ours(server.ws_url, tokens, r, seconds))
+            ours(server.ws_url, tokens, r, seconds, args.client_processes)
             results.append(r)
             row(r)
     return results
@@ -217,7 +185,7 @@ def measure_plain_like(label: str, command: list[str], ws_path: str, args) -> li
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             expected = int(asked / tabs * seconds) // users * users * tabs
             r = Result(label, users, tabs, kind, asked, expected)
-            asyncio.run(plain_like(url, r, seconds))
+            plain_like(url, r, seconds, args.client_processes)
             results.append(r)
             row(r)
     finally:
@@ -297,6 +265,9 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=2000)
     parser.add_argument("--capacity-rate", type=float, default=20000)
     parser.add_argument("--systems", default="memory,redis,plain,raw", help="a subset to run")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="load-client worker processes"
+    )
     args = parser.parse_args()
     systems = set(args.systems.split(","))
     results = measure_ours("ours, in-memory", {}, args) if "memory" in systems else []

@@ -2,24 +2,25 @@
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, ClassVar
 
-from agents.runtime.base import Agent, RunContext, int_option
+from agents.runtime.base import Agent, RunContext
 from bench.pacing import paced
 
 
 class FirehoseAgent(Agent):
     """Emits `count` partial_result events at `rate` per second, each carrying its emit time."""
 
-    @classmethod
-    def clean_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """Accept rate (1-10000/s), count (1-1000000), phase (0-999 per mille), start_in_ms."""
-        return {
-            "rate": int_option(options, "rate", default=10, low=1, high=10_000),
-            "count": int_option(options, "count", default=10, low=1, high=1_000_000),
-            "phase": int_option(options, "phase", default=0, low=0, high=999),
-            "start_in_ms": int_option(options, "start_in_ms", default=0, low=0, high=60_000),
-        }
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "rate": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 10},
+            "count": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 10},
+            "phase": {"type": "integer", "minimum": 0, "maximum": 999, "default": 0},
+            "start_in_ms": {"type": "integer", "minimum": 0, "maximum": 60_000, "default": 0},
+        },
+        "additionalProperties": False,
+    }
 
     async def run(self, ctx: RunContext) -> str:
         """Stream the events on schedule (late ones go at once)."""
