@@ -96,7 +96,14 @@ def plain_like(url: str, result: Result, seconds: float, processes: int) -> None
     result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
 
 
-def ours(url: str, tokens: list[str], result: Result, seconds: float, processes: int) -> None:
+def ours(
+    url: str,
+    tokens: list[str],
+    result: Result,
+    seconds: float,
+    processes: int,
+    ssl_cafile: str | None = None,
+) -> None:
     """Each user runs the firehose agent; every tab of the user reads its events."""
     per_user_rate = max(1, round(result.asked_per_s / result.tabs / result.users))
     count = int(per_user_rate * seconds)
@@ -124,6 +131,7 @@ def ours(url: str, tokens: list[str], result: Result, seconds: float, processes:
         deadline_s=seconds + 30,
         stamp=loadclient.OURS,
         processes=processes,
+        ssl_cafile=ssl_cafile,
     )
     result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
 

@@ -11,6 +11,7 @@ load, and gathers the figures.
 import asyncio
 import contextlib
 import multiprocessing as mp
+import ssl
 import time
 from array import array
 from collections.abc import Callable
@@ -75,6 +76,7 @@ def run(
     stamp: str,
     processes: int = 2,
     when_ready: Callable[[], None] | None = None,
+    ssl_cafile: str | None = None,
 ) -> Outcome:
     """Open the sockets over `processes` workers, call `when_ready`, start, read, gather."""
     ctx = mp.get_context("spawn")
@@ -87,7 +89,8 @@ def run(
         ready = ctx.Event()
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(
-            target=_worker, args=(url, share, per_socket, deadline_s, stamp, ready, go, child)
+            target=_worker,
+            args=(url, share, per_socket, deadline_s, stamp, ready, go, child, ssl_cafile),
         )
         proc.start()
         workers.append((proc, ready, parent))
@@ -122,8 +125,12 @@ def _worker(
     ready: Any,
     go: Any,
     out: Any,
+    ssl_cafile: str | None = None,
 ) -> None:
-    outcome = asyncio.run(_read_all(url, share, per_socket, deadline_s, STAMPS[stamp], ready, go))
+    tls = ssl.create_default_context(cafile=ssl_cafile) if ssl_cafile else None
+    outcome = asyncio.run(
+        _read_all(url, share, per_socket, deadline_s, STAMPS[stamp], ready, go, tls)
+    )
     out.send((outcome.latencies.tobytes(), outcome.first, outcome.last))
 
 
@@ -135,11 +142,13 @@ async def _read_all(
     stamp: Callable[[str], float | None],
     ready: Any,
     go: Any,
+    tls: ssl.SSLContext | None,
 ) -> Outcome:
     opened = []
     for spec in share:
         ws = await websockets.connect(
             url,
+            **({"ssl": tls} if tls is not None else {}),
             additional_headers=spec.headers,
             compression=None,
             max_size=None,

@@ -10,7 +10,6 @@ waiting for the GIL count where they wait.
 """
 
 import argparse
-import asyncio
 import collections
 import shutil
 import subprocess
@@ -63,6 +62,7 @@ def main() -> None:
     parser.add_argument("--tabs", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--redis", default="", help="a Redis URL: profile the Redis layer")
     args = parser.parse_args()
     layer = {"REDIS_URL": args.redis, "CHANNEL_LAYER_PREFIX": "profile"} if args.redis else {}
@@ -96,7 +96,7 @@ def main() -> None:
             expected = per_user * int(args.seconds) * args.users * args.tabs
             label = "ours, Redis" if args.redis else "ours, in-memory"
             result = Result(label, args.users, args.tabs, "profiled", args.rate, expected)
-            asyncio.run(ours(server.ws_url, tokens, result, args.seconds))
+            ours(server.ws_url, tokens, result, args.seconds, args.client_processes)
             row(result)
             sampler.wait()
         summarise(raw, args.top)

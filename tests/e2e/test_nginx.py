@@ -1,12 +1,8 @@
 """nginx with the shipped config in front of two daphne processes, TLS ended at nginx."""
 
-import re
-import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -14,83 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.daphne import ROOT, Daphne, manage, postgres_env
-from tests.services import free_port, missing_service, require_postgres, require_redis
+from tests.daphne import Daphne, manage, postgres_env
+from tests.nginx import require_nginx, site_config, wait_port
+from tests.services import free_port, require_postgres, require_redis
 from tests.wsclient import AgentClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres]
-
-SHIPPED = ROOT / "docs" / "deploy" / "nginx-chatplatform.conf"
-
-
-def require_nginx() -> str:
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if binary is None:
-        missing_service("nginx (apt-get install nginx-light)", "PATH")
-    return str(binary)
-
-
-def site_config(tmp: Path, upstreams: list[int], http_port: int, https_port: int) -> Path:
-    """The shipped config with this test's ports and a self-signed certificate."""
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(tmp / "key.pem"),
-            "-out",
-            str(tmp / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    text = SHIPPED.read_text()
-    servers = iter(upstreams)
-    text = re.sub(r"server 127\.0\.0\.1:800\d", lambda _: f"server 127.0.0.1:{next(servers)}", text)
-    text = text.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
-    text = text.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;")
-    text = text.replace("/etc/ssl/chatplatform/fullchain.pem", str(tmp / "cert.pem"))
-    text = text.replace("/etc/ssl/chatplatform/privkey.pem", str(tmp / "key.pem"))
-    text = text.replace(
-        "return 301 https://$host$request_uri;",
-        f"return 301 https://$host:{https_port}$request_uri;",
-    )
-    site = tmp / "chatplatform.conf"
-    site.write_text(text)
-    main = tmp / "nginx.conf"
-    main.write_text(
-        f"daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n"
-        "events { worker_connections 1024; }\n"
-        f"http {{\n  access_log {tmp}/access.log;\n  client_body_temp_path {tmp}/body;\n"
-        f"  proxy_temp_path {tmp}/proxy;\n  fastcgi_temp_path {tmp}/fastcgi;\n"
-        f"  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n  include {site};\n}}\n"
-    )
-    return main
-
-
-def wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {log.read_text() if log.exists() else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("nginx did not listen")
 
 
 async def test_run_through_nginx_with_tls_in_front_of_two_daphnes():
