@@ -48,13 +48,18 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every bench, then the targets table from the figures they recorded (one run's only).
 bench: install
+	rm -f bench/figures.json
 	$(BIN)/python bench/latency_calculate.py
 	$(BIN)/python bench/sessions.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/idle_connections.py
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/production.py
+	$(BIN)/python bench/inputs.py
+	$(BIN)/python bench/targets.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import loadclient  # noqa: E402
-from bench.results import machine, write_section  # noqa: E402
+from bench.results import machine, record, write_section  # noqa: E402
 from bench.users import FIREHOSE, issue_tokens  # noqa: E402
 from tests.daphne import Daphne, project_env, sqlite_env  # noqa: E402
 from tests.services import REDIS_URL, free_port, reachable  # noqa: E402
@@ -300,6 +300,20 @@ def main() -> None:
         )
     if systems != {"memory", "redis", "plain", "raw"}:
         return  # a partial run is for looking, not for RESULTS.md
+    for r in results:
+        key = f"{r.system} {r.users}x{r.tabs}"
+        if r.kind == "capacity":
+            record(f"delivered/s, {key}", r.rate)
+            record(f"missing, {key}", r.expected - r.delivered)
+    for system in {r.system for r in results}:
+        for users, tabs in LAYOUTS:
+            p99s = [
+                r.quantile(0.99)
+                for r in results
+                if (r.system, r.users, r.tabs, r.kind) == (system, users, tabs, "latency")
+            ]
+            if p99s:
+                record(f"p99 ms at 2,000/s, {system} {users}x{tabs}", max(p99s))
     plot(results, PLOT, args.latency_rate)
     write_section(
         "delivery",

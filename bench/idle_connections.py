@@ -17,7 +17,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine, write_section
+from bench.results import machine, record, write_section
 from bench.users import issue_tokens
 from tests.daphne import Daphne, sqlite_env
 
@@ -74,6 +74,8 @@ def main() -> None:
         before = rss_kib(server.proc.pid)
         alive, held, elapsed = asyncio.run(hold(url, tokens, args.connections, server.proc.pid))
     per_socket = (held - before) / max(alive, 1)
+    record("idle sockets held", alive)
+    record("idle kB per socket", per_socket * 1.024)
     print(
         f"{alive}/{args.connections} sockets held; daphne RSS {before / 1024:.1f} -> "
         f"{held / 1024:.1f} MiB, {per_socket:.1f} KiB ({per_socket * 1.024:.1f} kB) per socket; "

@@ -19,7 +19,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine, write_section
+from bench.results import machine, record, write_section
 from tests.daphne import Daphne, manage, postgres_env, sqlite_env
 from tests.services import POSTGRES_URL, REDIS_URL, reachable
 
@@ -87,6 +87,7 @@ def main() -> None:
             f"| {label} | {len(ms)} | {statistics.median(ms):.1f} | {q[94]:.1f} | {max(ms):.1f} |"
         )
         print(f"{label}: median {statistics.median(ms):.1f} ms, p95 {q[94]:.1f} ms")
+        record(f"calculate median ms, {label}", statistics.median(ms))
     body = "\n".join(
         [
             "## `calculate 6*7`: start_agent to agent_completed through daphne",

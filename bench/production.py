@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.delivery import Result, ours, row
-from bench.results import machine, write_section
+from bench.results import machine, record, write_section
 from bench.users import FIREHOSE, issue_tokens
 from tests.daphne import Daphne, postgres_env
 from tests.nginx import require_nginx, site_config, wait_port
@@ -87,6 +87,14 @@ def main() -> None:
     cap_two = next(r for r in two if r.kind == "capacity")
     factor = cap_two.rate / cap_one.rate if cap_one.rate else 0.0
     print(f"scale factor 1 -> 2 processes: {factor:.2f}x")
+    record("production delivered/s, 1 process", cap_one.rate)
+    record("production delivered/s, 2 processes", cap_two.rate)
+    record("production missing", sum(r.expected - r.delivered for r in one + two))
+    record(
+        "production p99 ms at 2,000/s, 1 process",
+        max(r.quantile(0.99) for r in one if r.kind == "latency"),
+    )
+    record("production scale factor", factor)
     write_section(
         "production",
         "\n".join(

@@ -23,7 +23,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine, write_section
+from bench.results import machine, record, write_section
 from bench.users import issue_tokens
 from tests.daphne import Daphne, manage, postgres_env, seed_backlog, sqlite_env
 from tests.services import POSTGRES_URL, reachable
@@ -111,6 +111,8 @@ def run_case(label: str, clients: int, postgres: str = "") -> list[str]:
             catch_up.append(seconds * 1000)
         storm_seconds, complete, storm_cpu = run_storm(env, server, clients)
     q = statistics.quantiles(catch_up, n=20)
+    record(f"reconnect storm s, {label}", storm_seconds)
+    record(f"reconnect storm complete, {label}", complete)
     print(
         f"{label}: replay {statistics.median(rates):,.0f} events/s; catch-up of {CATCH_UP}: "
         f"median {statistics.median(catch_up):.1f} ms, p95 {q[18]:.1f} ms; storm of {clients}: "

@@ -1,5 +1,6 @@
 """Writing a benchmark's section of bench/RESULTS.md, keeping the other sections."""
 
+import json
 import platform
 import re
 from importlib.metadata import version
@@ -32,3 +33,13 @@ def write_section(name: str, body: str) -> None:
         else f"{text.rstrip()}\n\n{block}\n"
     )
     RESULTS.write_text(text)
+
+
+FIGURES = Path(__file__).with_name("figures.json")
+
+
+def record(name: str, value: float) -> None:
+    """Keep one measured figure for the targets table (bench/targets.py)."""
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    figures[name] = value
+    FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
