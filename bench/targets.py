@@ -1,4 +1,4 @@
-"""The targets table of bench/RESULTS.md, from the figures the benches recorded (bench/figures.json).
+"""The targets table of bench/RESULTS.md, from the figures the benches recorded (figures.json).
 
 Usage: python bench/targets.py   (`make bench` runs it last, after every bench)
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import FIGURES, machine, write_section  # noqa: E402
+from bench.results import FIGURES, machine, write_section
 
 
 @dataclass(frozen=True)
