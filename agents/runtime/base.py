@@ -80,8 +80,12 @@ class RunContext:
         self.usage: Usage | None = None
 
     async def think(self, reasoning: str, *, step: int, progress: float) -> None:
-        """Emit an agent_thinking event."""
-        await self._emitter.emit(
+        """Emit an agent_thinking event (queued in order; the agent need not wait for its commit).
+
+        Like streamed text, it is stored before it is sent, in its place among the
+        run's events; only the agent goes on without waiting for the commit.
+        """
+        await self._emitter.stream(
             self.ref,
             "agent_thinking",
             {"reasoning": reasoning, "step": step, "progress": progress},

@@ -121,7 +121,7 @@ class ToolDispatcher:
         try:
             # Inside the try: a cancel that lands while this (shielded, so always
             # completed) emit runs still gets its tool_error "cancelled".
-            await emitter.emit(
+            await emitter.stream(
                 ref,
                 "tool_executing",
                 {"tool_name": name, "tool_call_id": call_id, "parameters": parameters},
@@ -147,7 +147,7 @@ class ToolDispatcher:
             )
             error = f"tool {name!r} failed with an internal error"
         else:
-            await emitter.emit(
+            await emitter.stream(
                 ref,
                 "tool_completed",
                 {
@@ -190,7 +190,7 @@ class ToolDispatcher:
         error: str,
         started: float,
     ) -> None:
-        await emitter.emit(
+        await emitter.stream(
             ref,
             "tool_error",
             {
