@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import logging
@@ -89,11 +90,42 @@ class DecidedInput:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admitting a new run found: the runs it waits for or interrupts."""
+    """What admitting a new run found: its agent, and the runs it waits for or interrupts."""
 
     previous: asyncio.Task[None] | None
     remote: Run | None
     interrupted: list[ActiveRun]
+    definition: AgentDefinition
+    agent_cls: type[Agent]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The agent of a start, checked, and the run admitted for it."""
+
+    definition: AgentDefinition
+    agent_cls: type[Agent]
+    run: Run
+    remote: Run | None
+
+
+def _prepare_and_admit(
+    agent_name: str,
+    options: dict[str, Any],
+    draft: RunDraft,
+    *,
+    local: LocalRuns,
+    limits: RunLimits,
+) -> Prepared:
+    """On the database thread: the enabled agent, its checked options, then run_admit."""
+    row = agent_get_enabled(name=agent_name)
+    definition = _definition_from_row(row)
+    agent_cls = load_agent_class(definition.implementation)
+    clean = agent_cls.clean_options(options)
+    run, remote = run_admit(
+        dataclasses.replace(draft, agent=row, options=clean), local=local, limits=limits
+    )
+    return Prepared(definition=definition, agent_cls=agent_cls, run=run, remote=remote)
 
 
 def _definition_from_row(row: Any) -> AgentDefinition:
@@ -191,26 +223,28 @@ class UserAgentSession:
         if len(message) > settings.WS_MAX_MESSAGE_CHARS:
             raise MessageTooLarge(f"message longer than {settings.WS_MAX_MESSAGE_CHARS} characters")
         thread_id = _check_thread_id(thread_id)
-        row = await database_sync_to_async(agent_get_enabled)(name=agent_name)
-        definition = _definition_from_row(row)
-        agent_cls = load_agent_class(definition.implementation)
-        clean_options = agent_cls.clean_options(dict(options or {}))
         self.touch()
         async with self._start_lock:
             run, admission = await self._admit(
+                agent_name,
+                dict(options or {}),
                 RunDraft(
                     user_id=self.user_id,
                     session_id=self.session_id,
-                    agent=row,
+                    agent=None,
                     thread_id=thread_id,
                     message=message,
-                    options=clean_options,
+                    options={},
                     request_id=request_id,
                     on_busy=on_busy,
                     create_thread=create_thread,
-                )
+                ),
             )
-            ref = RunRef(run_id=str(run.id), thread_id=str(run.thread_id), agent_name=row.name)
+            definition, agent_cls = admission.definition, admission.agent_cls
+            clean_options = run.options
+            ref = RunRef(
+                run_id=str(run.id), thread_id=str(run.thread_id), agent_name=definition.name
+            )
             for active in admission.interrupted:
                 self._cancel(active, INTERRUPT_REASON)
             if admission.remote is not None and on_busy == "interrupt":
@@ -254,14 +288,22 @@ class UserAgentSession:
             self._thread_tail[ref.thread_id] = task
         return ref
 
-    async def _admit(self, draft: RunDraft) -> tuple[Run, Admission]:
-        """Apply on_busy, the run limit and the start rate across processes; create the run."""
+    async def _admit(
+        self, agent_name: str, options: dict[str, Any], draft: RunDraft
+    ) -> tuple[Run, Admission]:
+        """Find the agent, check the options, apply on_busy and the limits; create the run.
+
+        One trip to the database thread for all of it (a start's latency is mostly
+        these hops and queries).
+        """
         thread_id = draft.thread_id
         previous = self._thread_tail.get(thread_id) if thread_id else None
         if previous is not None and previous.done():
             previous = None
         interrupted = self._runs_in_thread(thread_id) if draft.on_busy == "interrupt" else []
-        run, remote = await database_sync_to_async(run_admit)(
+        prepared = await database_sync_to_async(_prepare_and_admit)(
+            agent_name,
+            options,
             draft,
             local=LocalRuns(
                 run_ids=list(self._runs),
@@ -274,7 +316,13 @@ class UserAgentSession:
                 burst=settings.WS_START_RATE_BURST,
             ),
         )
-        return run, Admission(previous=previous, remote=remote, interrupted=interrupted)
+        return prepared.run, Admission(
+            previous=previous,
+            remote=prepared.remote,
+            interrupted=interrupted,
+            definition=prepared.definition,
+            agent_cls=prepared.agent_cls,
+        )
 
     async def cancel_run(self, run_id: str, *, reason: str = "stopped by user") -> None:
         """Cancel one of this user's queued or running runs; NotFound otherwise."""
@@ -512,9 +560,12 @@ class UserAgentSession:
 
     async def _begin(self, active: ActiveRun) -> None:
         active.started_at = time.monotonic()
-        # Set before the emit: emits finish even when the run is cancelled meanwhile.
+        # Set before the event is queued: it is stored even if the run is cancelled
+        # meanwhile. Queued, not awaited: the agent starts without waiting for the
+        # commit, and the event (with the run's change to running) is stored and
+        # sent before any later event of the run.
         active.state = RunState.RUNNING
-        await self._emitter.emit(
+        await self._emitter.stream(
             active.ref,
             "agent_started",
             {"message": active.message},

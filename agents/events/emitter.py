@@ -42,14 +42,23 @@ class EventEmitter:
         events_emitted(event_type).inc()
         return envelope
 
-    async def stream(self, run: RunRef, event_type: str, data: dict[str, Any]) -> None:
+    async def stream(
+        self,
+        run: RunRef,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        run_change: dict[str, Any] | None = None,
+    ) -> None:
         """Like emit, but return once the event is queued (streamed text, many per second).
 
-        It is validated now, then stored and sent in its place among the user's
-        events; an emit after it returns only once both are sent.
+        It is validated now, then stored (with its run change) and sent in its
+        place among the user's events; an emit after it returns only once both
+        are sent.
         """
         called_at = time.time()
-        await self.writer.enqueue(run, self._new_event(run, event_type, data), called_at)
+        event = self._new_event(run, event_type, data, run_change)
+        await self.writer.enqueue(run, event, called_at)
         events_emitted(event_type).inc()
 
     def _new_event(
