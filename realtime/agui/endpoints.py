@@ -175,6 +175,11 @@ class AguiEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one request; a client that goes away ends its stream at once."""
         try:
+            if self.registry.draining:
+                # As a socket gets 4012: this process is stopping; another will answer.
+                raise HttpError(
+                    503, "service_restarting", "the server is restarting; retry", retry_after=1
+                )
             follower = await self.open(scope, receive, send)
         except HttpError as refused:
             await respond_json(send, refused.status, refused.body, **self._retry(refused))
