@@ -50,8 +50,8 @@ async def site(server):
     await proxy.stop()
 
 
-async def logged_in_page(site):
-    page = await site["context"].new_page()
+async def logged_in_page(site, context=None):
+    page = await (context or site["context"]).new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.errors = errors
@@ -232,16 +232,7 @@ async def mobile_page(site):
         has_touch=True,
     )
     await context.add_cookies(await site["context"].cookies())
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    await page.goto(site["url"] + "/")
-    if "/accounts/login/" in page.url:
-        await page.get_by_label("Username").fill(site["username"])
-        await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_selector("#conn.conn-online", timeout=15000)
-    return page
+    return await logged_in_page(site, context)
 
 
 async def in_view(page, locator):
