@@ -225,11 +225,19 @@ class AguiEndpoint:
         retry_after = refused.body["error"].get("retry_after")
         return {"retry_after": str(max(1, round(retry_after)))} if retry_after else {}
 
-    async def _attach(self, follower: Follower, user_id: int) -> None:
-        """Route the user's events to the follower from after the user's latest one."""
-        await self.hub.attach(follower.stream)
-        follower.start_after = await database_sync_to_async(user_last_seq)(user_id=user_id)
-        await follower.stream.start(follower.start_after + 1)
+    async def _follow(self, follower: Follower) -> None:
+        """Route the user's events to the follower; 503 (nothing started) if that fails."""
+        try:
+            await self.hub.attach(follower.stream)
+        except Exception as exc:
+            # The channel layer is down (Redis): nothing could be followed live.
+            logger.warning("an AG-UI stream could not follow its user's events: %r", exc)
+            follower.stream.close()
+            with contextlib.suppress(Exception):
+                await self.hub.detach(follower.stream)
+            raise HttpError(
+                503, "unavailable", "live events are unavailable right now; retry", retry_after=1
+            ) from exc
 
 
 class AguiRun(AguiEndpoint):
@@ -255,8 +263,11 @@ class AguiRun(AguiEndpoint):
             translator=Translator(),
             until=lambda e: e["type"] in STOPS,
         )
-        await self._attach(follower, user_id)
+        await self._follow(follower)
         try:
+            # Live from after the user's latest event: the run's are all after it.
+            follower.start_after = await database_sync_to_async(user_last_seq)(user_id=user_id)
+            await follower.stream.start(follower.start_after + 1)
             # The run's events wait until the response has begun (and know their run).
             async with follower.stream.paused():
                 if run_input.resume:
@@ -264,13 +275,12 @@ class AguiRun(AguiEndpoint):
                 else:
                     run_ids.append(await self._start(session, run_input))
                 await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        except ServiceError as exc:
+        except BaseException as exc:
+            # Refused or failed before the stream began: stop following, nothing was sent.
             follower.stream.close()
             await self.hub.detach(follower.stream)
-            raise service_error(exc) from exc
-        except BaseException:
-            follower.stream.close()
-            await self.hub.detach(follower.stream)
+            if isinstance(exc, ServiceError):
+                raise service_error(exc) from exc
             raise
         return follower
 
@@ -337,8 +347,8 @@ class AguiThread(AguiEndpoint):
             wanted=lambda e: e["thread_id"] == str(thread.pk),
             translator=translator,
         )
+        await self._follow(follower)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await self.hub.attach(follower.stream)
         try:
             await follower.stream.resume(after, _replayed)
         except BaseException:

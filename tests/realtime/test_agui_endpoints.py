@@ -53,3 +53,29 @@ async def test_a_stopping_process_turns_requests_away(process, amake_user):
         assert headers[b"retry-after"] == b"1"
     finally:
         process.registry.draining = False
+
+
+async def test_a_layer_that_cannot_be_joined_is_503_and_leaves_nothing_attached(
+    process, amake_user, monkeypatch
+):
+    user = await amake_user()
+    hub = process.hub
+    real_attach = hub.attach
+
+    async def failing_attach(stream):
+        await real_attach(stream)  # registered, then the layer fails (as Redis down would)
+        raise ConnectionError("layer down")
+
+    monkeypatch.setattr(hub, "attach", failing_attach)
+    body = json.dumps(
+        {
+            "threadId": "7b0c1a52-5e43-4f57-9a3e-2a3c9b2f1e10",
+            "runId": "r",
+            "messages": [{"id": "u", "role": "user", "content": "calculate 1+1"}],
+        }
+    ).encode()
+    run = AguiRun(registry=process.registry, hub=hub)
+    status, answer, headers = await call(run, "POST", "/agui/", user=user, body=body)
+    assert (status, answer["error"]["code"]) == (503, "unavailable")
+    assert headers[b"retry-after"] == b"1"
+    assert hub.streams_of(user.pk) == ()
