@@ -84,6 +84,15 @@ class EventType:
     # Fields that may be left out (all others must be there).
     optional: dict[str, Callable[[Any], bool]] = dataclasses.field(default_factory=dict)
     sanitizers: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
+    # Worked out once here, not per event (every emit checks its data against them).
+    required: frozenset[str] = dataclasses.field(init=False)
+    allowed: frozenset[str] = dataclasses.field(init=False)
+    checks: dict[str, Callable[[Any], bool]] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "required", frozenset(self.fields))
+        object.__setattr__(self, "allowed", frozenset(self.fields) | frozenset(self.optional))
+        object.__setattr__(self, "checks", {**self.fields, **self.optional})
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -165,11 +174,7 @@ def clean_event_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     spec = EVENT_TYPES.get(event_type)
     if spec is None:
         raise EventSchemaError(f"unknown event type {event_type!r}")
-    if (
-        not isinstance(data, dict)
-        or not set(spec.fields) <= set(data)
-        or not set(data) <= set(spec.fields) | set(spec.optional)
-    ):
+    if not isinstance(data, dict) or not spec.required <= data.keys() <= spec.allowed:
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise EventSchemaError(
             f"{event_type}: fields {got} != {sorted(spec.fields)}"
@@ -179,9 +184,8 @@ def clean_event_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     for name, sanitize in spec.sanitizers:
         if name in cleaned:
             cleaned[name] = sanitize(cleaned[name])
-    checks = {**spec.fields, **spec.optional}
     for name, value in cleaned.items():
-        if not checks[name](value):
+        if not spec.checks[name](value):
             raise EventSchemaError(f"{event_type}.{name}: bad value {value!r}")
     return cleaned
 
