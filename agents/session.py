@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import functools
 import logging
@@ -99,6 +98,11 @@ class Admission:
     agent_cls: type[Agent]
 
 
+# A RunDraft with everything but the agent row and its checked options, which are
+# found on the database thread (see _prepare_and_admit).
+DraftFor = functools.partial[RunDraft]
+
+
 @dataclass(frozen=True)
 class Prepared:
     """The agent of a start, checked, and the run admitted for it."""
@@ -112,7 +116,7 @@ class Prepared:
 def _prepare_and_admit(
     agent_name: str,
     options: dict[str, Any],
-    draft: RunDraft,
+    draft: DraftFor,
     *,
     local: LocalRuns,
     limits: RunLimits,
@@ -122,9 +126,7 @@ def _prepare_and_admit(
     definition = _definition_from_row(row)
     agent_cls = load_agent_class(definition.implementation)
     clean = agent_cls.clean_options(options)
-    run, remote = run_admit(
-        dataclasses.replace(draft, agent=row, options=clean), local=local, limits=limits
-    )
+    run, remote = run_admit(draft(agent=row, options=clean), local=local, limits=limits)
     return Prepared(definition=definition, agent_cls=agent_cls, run=run, remote=remote)
 
 
@@ -228,13 +230,12 @@ class UserAgentSession:
             run, admission = await self._admit(
                 agent_name,
                 dict(options or {}),
-                RunDraft(
+                functools.partial(
+                    RunDraft,
                     user_id=self.user_id,
                     session_id=self.session_id,
-                    agent=None,
                     thread_id=thread_id,
                     message=message,
-                    options={},
                     request_id=request_id,
                     on_busy=on_busy,
                     create_thread=create_thread,
@@ -289,18 +290,19 @@ class UserAgentSession:
         return ref
 
     async def _admit(
-        self, agent_name: str, options: dict[str, Any], draft: RunDraft
+        self, agent_name: str, options: dict[str, Any], draft: DraftFor
     ) -> tuple[Run, Admission]:
         """Find the agent, check the options, apply on_busy and the limits; create the run.
 
         One trip to the database thread for all of it (a start's latency is mostly
         these hops and queries).
         """
-        thread_id = draft.thread_id
+        thread_id = draft.keywords["thread_id"]
         previous = self._thread_tail.get(thread_id) if thread_id else None
         if previous is not None and previous.done():
             previous = None
-        interrupted = self._runs_in_thread(thread_id) if draft.on_busy == "interrupt" else []
+        on_busy = draft.keywords["on_busy"]
+        interrupted = self._runs_in_thread(thread_id) if on_busy == "interrupt" else []
         prepared = await database_sync_to_async(_prepare_and_admit)(
             agent_name,
             options,

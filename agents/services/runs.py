@@ -19,7 +19,7 @@ class RunDraft:
 
     user_id: int
     session_id: int | None
-    agent: Agent | None  # set (by the session) before the draft is admitted
+    agent: Agent
     thread_id: str | None
     message: str
     options: dict[str, Any]
@@ -49,8 +49,6 @@ class RunLimits:
 
 def run_create(draft: RunDraft) -> Run:
     """Create a queued run in the user's thread (a new thread when none is given)."""
-    if draft.agent is None:
-        raise ValueError("a run is created for an agent: the draft has none")
     with transaction.atomic():
         if draft.thread_id is None:
             thread = Thread.objects.create(user_id=draft.user_id, title=draft.message[:200])
