@@ -54,6 +54,10 @@ SSE_HEADERS = [
 PRIME_LIMIT = 2000
 
 
+class ClientGone(Exception):
+    """The client went away before its request was read whole."""
+
+
 class HttpError(Exception):
     """A request answered with a JSON error instead of a stream."""
 
@@ -114,7 +118,7 @@ async def read_body(receive: Any, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -184,13 +188,17 @@ class AguiEndpoint:
         except HttpError as refused:
             await respond_json(send, refused.status, refused.body, **self._retry(refused))
             return
-        except asyncio.CancelledError:
+        except ClientGone:
             return
         try:
             await self._serve(follower, receive)
         finally:
             follower.stream.close()
-            await self.hub.detach(follower.stream)
+            try:
+                await self.hub.detach(follower.stream)
+            except Exception as exc:
+                # The layer is down; the stream is closed and takes nothing more.
+                logger.warning("an AG-UI stream could not leave its user's group: %r", exc)
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
