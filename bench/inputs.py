@@ -26,7 +26,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import machine, write_section
-from tests.daphne import Daphne, manage, postgres_env, sqlite_env
+from tests.daphne import Daphne, manage, shared_services, sqlite_env
 from tests.services import POSTGRES_URL, REDIS_URL, reachable
 
 RELAXED = {"WS_START_RATE_PER_SECOND": "1000", "WS_START_RATE_BURST": "1000"}
@@ -95,14 +95,7 @@ async def run_all(runs: int) -> list[str]:
         timings = await measure(server, server, token, runs)
         rows.append(("one process, in-memory layer, SQLite", timings, wakeups(server)))
     if reachable(REDIS_URL, 6379) and reachable(POSTGRES_URL, 5432):
-        prefix = f"in{uuid.uuid4().hex[:8]}"
-        with (
-            postgres_env(
-                POSTGRES_URL, REDIS_URL=REDIS_URL, CHANNEL_LAYER_PREFIX=prefix, **RELAXED
-            ) as env,
-            Daphne(env) as first,
-            Daphne(env) as second,
-        ):
+        with shared_services(POSTGRES_URL, REDIS_URL, **RELAXED) as (env, (first, second)):
             token = manage(env, "issue_token", f"in{uuid.uuid4().hex[:6]}", "--create-user")
             timings = await measure(first, second, token, runs)
             rows.append(

@@ -14,7 +14,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.delivery import Result, ours, row
 from bench.results import machine, record, write_section
 from bench.users import FIREHOSE, issue_tokens
-from tests.daphne import Daphne, postgres_env
+from tests.daphne import shared_services
 from tests.nginx import require_nginx, site_config, wait_port
 from tests.services import POSTGRES_URL, REDIS_URL, free_port, reachable
 
@@ -33,19 +32,17 @@ USERS, TABS = 100, 1
 def measure(processes: int, args: argparse.Namespace) -> list[Result]:
     """Start `processes` daphnes behind nginx and run the latency and capacity runs."""
     nginx = require_nginx()
-    prefix = f"prod{uuid.uuid4().hex[:6]}"
     results = []
     with ExitStack() as stack:
-        env = stack.enter_context(
-            postgres_env(
+        env, servers = stack.enter_context(
+            shared_services(
                 POSTGRES_URL,
-                REDIS_URL=REDIS_URL,
-                CHANNEL_LAYER_PREFIX=prefix,
+                REDIS_URL,
+                processes,
                 USE_X_FORWARDED_PROTO="1",
                 WS_START_RATE_BURST="1000",
             )
         )
-        servers = [stack.enter_context(Daphne(env)) for _ in range(processes)]
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         https = free_port()
         ports = [s.port for s in servers]

@@ -77,6 +77,22 @@ def postgres_env(admin_url: str, **overrides: str) -> Iterator[dict[str, str]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def shared_services(
+    postgres_url: str, redis_url: str, processes: int = 2, **overrides: str
+) -> Iterator[tuple[dict[str, str], list["Daphne"]]]:
+    """Yield an env on a fresh PostgreSQL database and Redis (a channel prefix of its own),
+    and `processes` daphnes serving it: the production layout without the proxy."""
+    prefix = f"shared{uuid.uuid4().hex[:8]}"
+    with (
+        postgres_env(
+            postgres_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **overrides
+        ) as env,
+        contextlib.ExitStack() as stack,
+    ):
+        yield env, [stack.enter_context(Daphne(env)) for _ in range(processes)]
+
+
 class Daphne:
     """A daphne process serving chatplatform.asgi:application on 127.0.0.1."""
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import websockets
 
-from tests.daphne import Daphne, manage, postgres_env, sqlite_env, stored_events
+from tests.daphne import Daphne, manage, shared_services, sqlite_env, stored_events
 
 TERMINAL = {"agent_completed", "agent_error", "agent_cancelled"}
 # Limits low enough that refusals of every kind happen during a trial.
@@ -727,11 +727,5 @@ def layout(
         ):
             yield env, [server]
     else:
-        with (
-            postgres_env(
-                postgres_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **MODEL_LIMITS
-            ) as env,
-            Daphne(env) as first,
-            Daphne(env) as second,
-        ):
-            yield env, [first, second]
+        with shared_services(postgres_url, redis_url, **MODEL_LIMITS) as (env, servers):
+            yield env, servers

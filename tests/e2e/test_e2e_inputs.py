@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from tests.daphne import Daphne, manage, postgres_env, seen, sqlite_env, stored_events
+from tests.daphne import (
+    Daphne,
+    manage,
+    seen,
+    shared_services,
+    sqlite_env,
+    stored_events,
+)
 from tests.fake_llm import FakeLLM, Reply, sse, text_chunks, tool_call_chunks
 from tests.services import require_postgres, require_redis
 from tests.wsclient import AgentClient
@@ -76,15 +83,8 @@ def error_code(reply: dict[str, Any]) -> str:
 @pytest.mark.redis
 @pytest.mark.postgres
 async def test_a_request_raised_on_one_process_is_approved_from_the_other():
-    redis_url, postgres_url = require_redis(), require_postgres()
-    prefix = f"hitl{uuid.uuid4().hex[:8]}"
-    with (
-        postgres_env(
-            postgres_url, REDIS_URL=redis_url, CHANNEL_LAYER_PREFIX=prefix, **RELAXED
-        ) as env,
-        Daphne(env) as first,
-        Daphne(env) as second,
-    ):
+    with shared_services(require_postgres(), require_redis(), **RELAXED) as (env, servers):
+        first, second = servers
         username, token = new_user(env)
         on_a, on_b = Tab(first.ws_url, token), Tab(second.ws_url, token)
         await on_a.connect()
