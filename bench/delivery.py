@@ -139,6 +139,15 @@ def ours(
     result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
 
 
+def table_head(first: str) -> list[str]:
+    """The header of a table of `row`s, its first column called `first`."""
+    return [
+        f"| {first} | users×tabs | run | asked/s | delivered/s | arrived | missing "
+        "| p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+
 def row(r: Result) -> str:
     """Format one result as a table row and print it."""
     lost = r.expected - r.delivered
@@ -341,9 +350,7 @@ def main() -> None:
                 "",
                 redis_note + f"![latency distributions]({PLOT.name})",
                 "",
-                "| system | users×tabs | run | asked/s | delivered/s | arrived | missing "
-                "| p50 ms | p99 ms | max ms |",
-                "|---|---|---|---|---|---|---|---|---|---|",
+                *table_head("system"),
                 *(row(r) for r in results),
                 "",
                 "Ours against plain Channels (capacity ratio; worst p99 of the two latency runs):",

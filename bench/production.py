@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.delivery import Result, ours, row
+from bench.delivery import Result, ours, row, table_head
 from bench.results import machine, record, write_section
 from bench.users import FIREHOSE, issue_tokens
 from tests.daphne import shared_services
@@ -107,9 +107,7 @@ def main() -> None:
                 "cores. Each event is stored in PostgreSQL before it is sent; with two "
                 "processes about half the events reach their socket through Redis.",
                 "",
-                "| layout | users×tabs | run | asked/s | delivered/s | arrived | missing "
-                "| p50 ms | p99 ms | max ms |",
-                "|---|---|---|---|---|---|---|---|---|---|",
+                *table_head("layout"),
                 *(row(r) for r in one + two),
                 "",
                 f"Scale factor from 1 to 2 processes (capacity): **{factor:.2f}×**.",

@@ -207,9 +207,13 @@ async def test_the_threads_conversation_is_sent_within_the_budget(amake_user, re
 
 
 async def test_usage_is_summed_stored_on_the_run_shown_and_counted(amake_user, registry, llm):
-    from agents.metrics import LLM_TOKENS
+    from prometheus_client import REGISTRY
 
-    before = LLM_TOKENS.labels("assistant", "input")._value.get()
+    def input_tokens():
+        labels = {"agent": "assistant", "direction": "input"}
+        return REGISTRY.get_sample_value("chatplatform_llm_tokens_total", labels) or 0.0
+
+    before = input_tokens()
     llm.replies.append(
         Reply(
             lines=sse(
@@ -223,7 +227,7 @@ async def test_usage_is_summed_stored_on_the_run_shown_and_counted(amake_user, r
     assert events[-1]["data"]["usage"] == {"input_tokens": 41, "output_tokens": 6}
     run = await Run.objects.aget(pk=accepted["run_id"])
     assert (run.input_tokens, run.output_tokens) == (41, 6)
-    assert LLM_TOKENS.labels("assistant", "input")._value.get() - before == 41
+    assert input_tokens() - before == 41
 
 
 async def test_a_tool_needing_approval_waits_and_a_rejection_reaches_the_model(
