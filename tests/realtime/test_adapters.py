@@ -4,7 +4,7 @@ import pytest
 from channels_redis import pubsub
 
 from realtime.layers import INTERNALS, PipelinedPubSubChannelLayer
-from tests.conftest import connect_user
+from tests.conftest import connect_user, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,3 +59,24 @@ async def test_sockets_get_no_channel_layer_channel_of_their_own(amake_user, reg
     comm, _ = await connect_user(user)
     assert process.layer.channels == {}
     await comm.disconnect()
+
+
+async def test_frames_reach_the_consumer_without_channels_database_hop(
+    amake_user, registry, monkeypatch
+):
+    # Channels' AsyncConsumer.dispatch awaits channels.consumer.aclose_old_connections
+    # (a thread hop) before every message; AgentConsumer.dispatch leaves it out.
+    import channels.consumer
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    user = await amake_user()
+    comm, _ = await connect_user(user)
+    await send(comm, {"type": "ping"})
+    assert (await comm.receive_json_from(timeout=5))["type"] == "pong"
+    await comm.disconnect()
+    assert hops == []
