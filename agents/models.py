@@ -265,7 +265,13 @@ class RunEvent(models.Model):
 
 
 class StartBucket(models.Model):
-    """A user's token bucket for starting runs, shared by every process through the database."""
+    """A user's start-rate bucket, shared by every process through the database.
+
+    Kept as one number (the generic cell rate algorithm): `busy_until`, the Unix
+    time at which the bucket is full again. Each start pushes it 1/rate seconds
+    later; a start is allowed while it is at most (burst - 1)/rate ahead of now.
+    So taking a start is one conditional UPDATE.
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -273,11 +279,10 @@ class StartBucket(models.Model):
         primary_key=True,
         related_name="agent_start_bucket",
     )
-    tokens = models.FloatField()
-    updated_at = models.DateTimeField()
+    busy_until = models.FloatField(default=0.0)
 
     def __str__(self) -> str:
-        return f"{self.user_id}: {self.tokens:.2f}"
+        return f"{self.user_id}: busy until {self.busy_until:.3f}"
 
 
 class WorkerProcess(models.Model):

@@ -10,10 +10,10 @@ from agents.models import Agent, InputRequest, Run, RunEvent, Thread
 
 def agent_get_enabled(*, name: str) -> Agent:
     """Return the enabled agent called `name`, or raise UnknownAgent."""
-    agent = Agent.objects.filter(name=name, enabled=True).first()
-    if agent is None:
-        raise UnknownAgent(f"no enabled agent named {name!r}")
-    return agent
+    try:
+        return Agent.objects.get(name=name, enabled=True)
+    except Agent.DoesNotExist:
+        raise UnknownAgent(f"no enabled agent named {name!r}") from None
 
 
 def run_get_active(*, user_id: int, run_id: str) -> Run | None:
@@ -89,9 +89,8 @@ def thread_history(
 
 def runs_active_count(*, user_id: int, exclude: list[str]) -> int:
     """Count the user's queued or running runs in any process, leaving out `exclude`."""
-    return (
-        Run.objects.filter(user_id=user_id, status__in=Run.ACTIVE).exclude(pk__in=exclude).count()
-    )
+    active = Run.objects.filter(user_id=user_id, status__in=Run.ACTIVE)
+    return (active.exclude(pk__in=exclude) if exclude else active).count()
 
 
 def run_active_in_thread(*, user_id: int, thread_id: str, exclude: list[str]) -> Run | None:

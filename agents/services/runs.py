@@ -1,10 +1,14 @@
 """State changes of runs: admitted and created, started, finished, interrupted."""
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from agents.errors import NotFound, RateLimited, ThreadBusy, TooManyRuns
@@ -49,7 +53,8 @@ class RunLimits:
 
 def run_create(draft: RunDraft) -> Run:
     """Create a queued run in the user's thread (a new thread when none is given)."""
-    with transaction.atomic():
+    # No savepoint when inside run_admit's transaction: a failure here fails it all.
+    with transaction.atomic(savepoint=False):
         if draft.thread_id is None:
             thread = Thread.objects.create(user_id=draft.user_id, title=draft.message[:200])
         else:
@@ -80,18 +85,18 @@ def run_create(draft: RunDraft) -> Run:
 def run_mark_running(*, run_id: str) -> datetime:
     """Mark a queued run as running and return its start time."""
     now = timezone.now()
-    Run.objects.filter(pk=run_id).update(status=Run.Status.RUNNING, started_at=now)
+    _run_update(run_id, {"status": Run.Status.RUNNING, "started_at": now})
     return now
 
 
 def run_wait_input(*, run_id: str) -> None:
     """Mark a running run as waiting for its user."""
-    Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(status=Run.Status.WAITING_INPUT)
+    _run_update(run_id, {"status": Run.Status.WAITING_INPUT}, only_if=[Run.Status.RUNNING])
 
 
 def run_resume_input(*, run_id: str) -> None:
     """Mark a run that was waiting for its user as running again."""
-    Run.objects.filter(pk=run_id, status=Run.Status.WAITING_INPUT).update(status=Run.Status.RUNNING)
+    _run_update(run_id, {"status": Run.Status.RUNNING}, only_if=[Run.Status.WAITING_INPUT])
 
 
 def run_finish(
@@ -105,15 +110,52 @@ def run_finish(
     output_tokens: int | None = None,
 ) -> None:
     """Record the end of a run and its token usage; an ended run keeps its first outcome."""
-    Run.objects.filter(pk=run_id).exclude(status__in=Run.TERMINAL).update(
-        status=status,
-        finished_at=timezone.now(),
-        result=result,
-        error_code=error_code,
-        error_message=error_message[:2000],
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-    )
+    values = {
+        "status": status,
+        "finished_at": timezone.now(),
+        "result": result,
+        "error_code": error_code,
+        "error_message": error_message[:2000],
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+    _run_update(run_id, values, unless=list(Run.TERMINAL))
+
+
+def _run_update(
+    run_id: str,
+    values: dict[str, Any],
+    *,
+    only_if: Sequence[str] = (),
+    unless: Sequence[str] = (),
+) -> None:
+    """UPDATE one run's fields, if its status is in `only_if` / not in `unless`.
+
+    The run changes above commit with events in the writer's batches (two per
+    run, at least), where building the query took most of their time (about
+    0.5 ms a statement against 0.05 ms to execute it on SQLite, measured): so
+    the statement is written out here, its columns and values prepared by the
+    model's own fields, as the event insert does (agents/events/store.py).
+    """
+    meta, quote = Run._meta, connection.ops.quote_name
+    assert meta.pk is not None
+    columns, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        columns.append(f"{quote(str(field.column))} = %s")  # type: ignore[union-attr]
+        params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+    where = [f"{quote(meta.pk.column)} = %s"]
+    status_column = str(meta.get_field("status").column)  # type: ignore[union-attr]
+    params.append(meta.pk.get_db_prep_save(meta.pk.to_python(run_id), connection))
+    for statuses, operator in ((only_if, "IN"), (unless, "NOT IN")):
+        if statuses:
+            where.append(f"{quote(status_column)} {operator} ({', '.join('%s' for _ in statuses)})")
+            params.extend(statuses)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(columns)} WHERE {' AND '.join(where)}",
+            params,
+        )
 
 
 def run_change_apply(*, run_id: str, change: dict[str, Any]) -> None:
@@ -143,22 +185,29 @@ def run_claim_interrupted(*, run_id: str, message: str) -> bool:
 
 
 def start_token_take(*, user_id: int, rate: float, burst: int) -> float:
-    """Take a token from the user's shared start bucket; 0 if taken, else seconds to wait."""
-    now = timezone.now()
-    with transaction.atomic():
-        bucket = StartBucket.objects.select_for_update().filter(user_id=user_id).first()
-        if bucket is None:
-            bucket, _ = StartBucket.objects.get_or_create(
-                user_id=user_id, defaults={"tokens": float(burst), "updated_at": now}
-            )
-            bucket = StartBucket.objects.select_for_update().get(user_id=user_id)
-        elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
-        tokens = min(float(burst), bucket.tokens + elapsed * rate)
-        if tokens >= 1:
-            StartBucket.objects.filter(user_id=user_id).update(tokens=tokens - 1, updated_at=now)
+    """Take a start from the user's shared bucket; 0 if taken, else seconds to wait.
+
+    One conditional UPDATE (see StartBucket): concurrent starts in any process
+    each see the others' pushes, so no more than `burst` pass at once.
+    """
+    if rate <= 0:
+        return float("inf")
+    now, interval = time.time(), 1 / rate
+    latest = now + (burst - 1) * interval
+    for _ in range(2):
+        taken = StartBucket.objects.filter(user_id=user_id, busy_until__lte=latest).update(
+            busy_until=Greatest(F("busy_until"), Value(now)) + interval
+        )
+        if taken:
             return 0.0
-        StartBucket.objects.filter(user_id=user_id).update(tokens=tokens, updated_at=now)
-        return float("inf") if rate <= 0 else (1 - tokens) / rate
+        busy_until = (
+            StartBucket.objects.filter(user_id=user_id).values_list("busy_until", flat=True).first()
+        )
+        if busy_until is not None:
+            return max(busy_until - latest, 1e-3)
+        # The user's first start: make the bucket (full), then take from it.
+        StartBucket.objects.get_or_create(user_id=user_id)
+    raise RuntimeError("start bucket missing after it was made")
 
 
 def run_admit(draft: RunDraft, *, local: LocalRuns, limits: RunLimits) -> tuple[Run, Run | None]:
