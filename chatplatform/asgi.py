@@ -14,7 +14,7 @@ get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from chatplatform.process import build_application, build_process  # noqa: E402
-from realtime import backpressure  # noqa: E402
+from realtime import autobahn_logging, backpressure  # noqa: E402
 
 process = build_process()
 application = build_application(process)
@@ -24,9 +24,11 @@ application = build_application(process)
 # written. A shorter interval keeps emit-to-socket latency low (bench/RESULTS.md).
 sys.setswitchinterval(settings.GIL_SWITCH_INTERVAL_SECONDS)
 
-# Under daphne, bound what a client that stops reading can make us buffer.
+# Under daphne, bound what a client that stops reading can make us buffer, and
+# stop autobahn formatting debug lines it does not log.
 if "daphne.server" in sys.modules:
     backpressure.install(settings.WS_MAX_OUTBOUND_BYTES)
+    autobahn_logging.install()
 
 # Under daphne (Twisted, no ASGI lifespan), start as soon as the reactor runs, so
 # orphaned runs are ended and the heartbeat beats before the first request.

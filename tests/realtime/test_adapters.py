@@ -80,3 +80,31 @@ async def test_frames_reach_the_consumer_without_channels_database_hop(
     assert (await comm.receive_json_from(timeout=5))["type"] == "pong"
     await comm.disconnect()
     assert hops == []
+
+
+def test_autobahn_still_formats_its_debug_lines_with_what_we_swap():
+    # realtime/autobahn_logging.py swaps these names in autobahn's protocol module;
+    # if autobahn stopped using them the swap would do nothing (and cost nothing).
+    import inspect
+
+    from autobahn.websocket import protocol
+
+    source = inspect.getsource(protocol)
+    for name in ("hltype", "hlval", "pformat"):
+        assert hasattr(protocol, name) and f"{name}(" in source
+
+
+def test_autobahn_helpers_are_swapped_only_while_debug_is_off(monkeypatch):
+    import txaio
+    from autobahn.websocket import protocol
+
+    from realtime import autobahn_logging
+
+    for name in autobahn_logging.HELPERS:
+        monkeypatch.setattr(protocol, name, getattr(protocol, name))
+    monkeypatch.setattr(txaio, "get_global_log_level", lambda: "debug")
+    assert autobahn_logging.install() is False
+    assert protocol.hltype is not autobahn_logging._untouched
+    monkeypatch.setattr(txaio, "get_global_log_level", lambda: "info")
+    assert autobahn_logging.install() is True
+    assert protocol.hlval("x") == "x" and protocol.pformat([1]) == [1]
