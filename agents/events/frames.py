@@ -1,5 +1,6 @@
 """Server -> client frames as text: one encoding, shared by live sends and replay."""
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,13 @@ def encode_frame(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def encode_data(data: dict[str, Any]) -> str:
+    """Encode an event's data as compact JSON text: its stored payload, and part of its frame."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# The events of a batch share one timestamp: formatted once, not once per event.
+@functools.lru_cache(maxsize=16)
 def iso_utc(moment: Any) -> str:
     """Format an aware datetime as ISO-8601 UTC with a Z suffix."""
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -38,3 +46,24 @@ def event_envelope(
         "timestamp": iso_utc(created_at),
         "data": data,
     }
+
+
+def event_frame(
+    run: RunRef, event_type: str, seq: int, created_at: datetime, data_text: str
+) -> str:
+    """Return encode_frame(event_envelope(...)) for data already encoded by encode_data.
+
+    The same text, without encoding the data a second time (the writer stores
+    that text as the payload too).
+    """
+    head = encode_frame(
+        {
+            "type": event_type,
+            "seq": seq,
+            "run_id": run.run_id,
+            "thread_id": run.thread_id,
+            "agent_name": run.agent_name,
+            "timestamp": iso_utc(created_at),
+        }
+    )
+    return f'{head[:-1]},"data":{data_text}}}'

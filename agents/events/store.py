@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agents.events.frames import encode_data
 from agents.models import Run, RunEvent, UserEventCounter
 from agents.services.runs import run_change_apply
 
@@ -24,8 +25,9 @@ class NewEvent:
     run_change: dict[str, Any] | None = None
 
 
-# Builds the stored wire frame of events[i] once its seq and timestamp are known.
-FrameEncoder = Callable[[int, int, datetime], str]
+# Builds the stored wire frame of events[i] once its seq and timestamp are known,
+# given its data already encoded (encode_data).
+FrameEncoder = Callable[[int, int, datetime, str], str]
 
 
 def events_record(
@@ -53,8 +55,9 @@ def events_record(
         for index, event in enumerate(events):
             seq = next_seq[event.user_id]
             next_seq[event.user_id] = seq + 1
-            frame = encode(index, seq, created_at) if encode is not None else ""
-            rows.append((event.user_id, event.run_id, seq, event.event_type, event.data, frame))
+            data_text = encode_data(event.data)
+            frame = encode(index, seq, created_at, data_text) if encode is not None else ""
+            rows.append((event.user_id, event.run_id, seq, event.event_type, data_text, frame))
             stored.append((seq, created_at, frame))
         _events_insert(rows, created_at)
     return stored
@@ -96,29 +99,35 @@ def _counters_bump(counts: dict[int, int]) -> dict[int, int]:
     return {user_id: last[user_id] - counts[user_id] + 1 for user_id in ids}
 
 
-EventRow = tuple[int, str, int, str, dict[str, Any], str]
+# (user id, run id, seq, type, data as JSON text, frame)
+EventRow = tuple[int, str, int, str, str, str]
 
 
 INSERT_CHUNK = 500
 
 
 def _events_insert(rows: list[EventRow], at: datetime) -> None:
-    """Insert event rows, up to INSERT_CHUNK a statement (the ORM's per-object work is the cost)."""
+    """Insert event rows, up to INSERT_CHUNK a statement (the ORM's per-object work is the cost).
+
+    The payload goes in as the JSON text already made for the frame (encode_data),
+    cast to jsonb on PostgreSQL, instead of being encoded again by the JSONField.
+    """
     meta = RunEvent._meta
     names = ["user", "run", "seq", "type", "payload", "frame", "created_at"]
     fields = [meta.get_field(name) for name in names]
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
-    run_pk, payload = Run._meta.pk, meta.get_field("payload")
+    run_pk = Run._meta.pk
     assert run_pk is not None
     created_at = meta.get_field("created_at").get_db_prep_save(at, connection)  # type: ignore[union-attr]
     runs: dict[str, Any] = {}
     params: list[Any] = []
-    for user_id, run_id, seq, event_type, data, frame in rows:
+    for user_id, run_id, seq, event_type, data_text, frame in rows:
         if run_id not in runs:
             runs[run_id] = run_pk.get_db_prep_save(run_pk.to_python(run_id), connection)
-        prepared = payload.get_db_prep_save(data, connection)  # type: ignore[union-attr]
-        params += (user_id, runs[run_id], seq, event_type, prepared, frame, created_at)
-    row_marks = "(" + ", ".join("%s" for _ in fields) + ")"
+        params += (user_id, runs[run_id], seq, event_type, data_text, frame, created_at)
+    json_mark = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    marks = [json_mark if name == "payload" else "%s" for name in names]
+    row_marks = "(" + ", ".join(marks) + ")"
     insert = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES "
     width = len(fields)
     with connection.cursor() as cursor:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from agents.events.frames import RunRef, encode_frame, event_envelope
+from agents.events.frames import RunRef, event_envelope, event_frame
 from agents.events.store import NewEvent, events_record
 
 logger = logging.getLogger(__name__)
@@ -49,17 +49,17 @@ class _Pending:
     future: "asyncio.Future[dict[str, Any]]"
     envelope: dict[str, Any] = field(default_factory=dict)
 
-    def encode(self, seq: int, created_at: datetime) -> str:
+    def encode(self, seq: int, created_at: datetime, data_text: str) -> str:
         """Build (and keep) the envelope once seq and time are known; return its frame."""
-        self.envelope, frame = _envelope_and_frame(self.run, self.event, seq, created_at)
+        self.envelope, frame = _envelope_and_frame(self.run, self.event, seq, created_at, data_text)
         return frame
 
 
 def _envelope_and_frame(
-    run: RunRef, event: NewEvent, seq: int, created_at: datetime
+    run: RunRef, event: NewEvent, seq: int, created_at: datetime, data_text: str
 ) -> tuple[dict[str, Any], str]:
     envelope = event_envelope(run, event.event_type, seq, created_at, event.data)
-    return envelope, encode_frame(envelope)
+    return envelope, event_frame(run, event.event_type, seq, created_at, data_text)
 
 
 Outcome = tuple[int, datetime, str] | BaseException
@@ -187,8 +187,8 @@ def store_now(run: RunRef, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
     """
     envelopes: list[dict[str, Any]] = []
 
-    def encode(index: int, seq: int, created_at: datetime) -> str:
-        envelope, frame = _envelope_and_frame(run, events[index], seq, created_at)
+    def encode(index: int, seq: int, created_at: datetime, data_text: str) -> str:
+        envelope, frame = _envelope_and_frame(run, events[index], seq, created_at, data_text)
         envelopes.append(envelope)
         return frame
 
@@ -222,7 +222,7 @@ def _store(batch: list[_Pending]) -> list[Outcome]:
 
 def _record(batch: list[_Pending]) -> list[tuple[int, datetime, str]]:
     return events_record(
-        [p.event for p in batch], encode=lambda i, seq, at: batch[i].encode(seq, at)
+        [p.event for p in batch], encode=lambda i, seq, at, text: batch[i].encode(seq, at, text)
     )
 
 

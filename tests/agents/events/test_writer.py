@@ -284,3 +284,37 @@ async def test_group_send_many_pipelined_on_redis_keeps_each_groups_order(settin
     received = await sent_through_group_send_many(layer)
     assert received == [list(range(k, 300, 3)) for k in range(3)]
     await layer.flush()
+
+
+ODD_DATA = {
+    "text": 'naïve 😀 \u2028 "quoted" \\ back',
+    "nested": {"list": [1, 2.5, None, True], "empty": {}},
+    "number": 10**20,
+}
+
+
+def test_a_frame_with_its_data_encoded_once_is_the_envelope_encoded_whole():
+    from datetime import UTC, datetime
+
+    from agents.events.frames import RunRef, encode_data, event_envelope, event_frame
+
+    run = RunRef(run_id=uuid.uuid4().hex, thread_id=uuid.uuid4().hex, agent_name="triage")
+    at = datetime(2026, 11, 26, 13, 0, 0, 123456, tzinfo=UTC)
+    expected = encode_frame(event_envelope(run, "partial_result", 7, at, ODD_DATA))
+    assert event_frame(run, "partial_result", 7, at, encode_data(ODD_DATA)) == expected
+
+
+async def test_the_stored_payload_reads_back_as_the_data(amake_user):
+    # The payload column is written from the frame's JSON text (jsonb on PostgreSQL).
+    user = await amake_user()
+    run = await make_run(user)
+
+    async def publish(events):
+        pass
+
+    writer = EventWriter(publish=publish)
+    try:
+        await writer.write(run, NewEvent(user.pk, run.run_id, "partial_result", ODD_DATA), 0.0)
+    finally:
+        writer.close()
+    assert await stored(user.pk) == [(1, ODD_DATA)]
