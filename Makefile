@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/idle_connections.py
+	$(BIN)/python bench/socket_memory.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/production.py
 	$(BIN)/python bench/inputs.py

@@ -5,6 +5,7 @@ Usage: python bench/targets.py   (`make bench` runs it last, after every bench)
 
 import json
 import sys
+import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,11 @@ TARGETS = [
         "idle kB per socket",
         lambda v: v <= 25,
         " kB",
-        ("idle sockets held",),
+        (
+            "idle sockets held",
+            "idle socket heap kB, daphne + Twisted + autobahn + Channels + asgiref",
+            "idle socket heap kB, ours",
+        ),
     ),
 ]
 
@@ -103,6 +108,11 @@ def shown(figures: dict[str, float], name: str, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
+def cpu_reference_us() -> float:
+    """Return the microseconds a fixed pure-Python loop takes here (to compare machines)."""
+    return min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+
+
 def main() -> None:
     """Write the targets section from bench/figures.json."""
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
@@ -111,7 +121,10 @@ def main() -> None:
         "",
         f"From one `make bench` run on {machine()}; each figure is in its section below "
         "with the command that measured it. Everything shares the same 2 cores: the "
-        "servers, PostgreSQL, Redis, nginx and the load client.",
+        "servers, PostgreSQL, Redis, nginx and the load client. The same virtual machine "
+        "is not equally fast every day: as a yardstick, `sum(range(1000))` took "
+        f"{cpu_reference_us():.1f} µs in this run (compare runs by it, and trust the "
+        "comparisons made within one run).",
         "",
         "| target | measured | beside it (same run) | met |",
         "|---|---|---|---|",

@@ -96,9 +96,17 @@ def shared_services(
 class Daphne:
     """A daphne process serving chatplatform.asgi:application on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], *args: str, allow_errors: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *args: str,
+        allow_errors: tuple[str, ...] = (),
+        module: str = "daphne",
+    ) -> None:
         self.env = env
         self.args = args
+        # What `python -m` runs: daphne, or a bench's wrapper around daphne's CLI.
+        self.module = module
         # Error lines a test provokes on purpose (by a phrase each contains); any other
         # error line fails the test when the server is left (see __exit__).
         self.allow_errors = allow_errors
@@ -122,7 +130,7 @@ class Daphne:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                self.module,
                 "-b",
                 "127.0.0.1",
                 "-p",
