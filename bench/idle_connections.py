@@ -32,10 +32,9 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def hold(url: str, tokens: list[str], count: int, pid: int) -> tuple[int, int, float]:
-    """Open `count` sockets; return (opened, RSS KiB with them open, seconds to open)."""
-    sockets = []
-    started = time.perf_counter()
+async def open_sockets(url: str, tokens: list[str], count: int) -> list:
+    """Open `count` bearer-token sockets in batches; return them once each is established."""
+    sockets: list = []
     for first in range(0, count, BATCH):
         batch = [
             websockets.connect(
@@ -49,6 +48,13 @@ async def hold(url: str, tokens: list[str], count: int, pid: int) -> tuple[int, 
         opened = await asyncio.gather(*batch)
         await asyncio.gather(*(ws.recv() for ws in opened))  # connection_established
         sockets += opened
+    return sockets
+
+
+async def hold(url: str, tokens: list[str], count: int, pid: int) -> tuple[int, int, float]:
+    """Open `count` sockets; return (opened, RSS KiB with them open, seconds to open)."""
+    started = time.perf_counter()
+    sockets = await open_sockets(url, tokens, count)
     elapsed = time.perf_counter() - started
     await asyncio.sleep(3)
     held = rss_kib(pid)

@@ -21,16 +21,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import websockets
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.idle_connections import open_sockets  # noqa: E402
 from bench.results import machine, record, write_section  # noqa: E402
 from bench.users import issue_tokens  # noqa: E402
 from tests.daphne import Daphne, sqlite_env  # noqa: E402
 
-BATCH = 50
 OURS = ("chatplatform", "agents", "realtime")
 OWNER_OURS = "ours (chatplatform, agents, realtime)"
 LIBRARIES = {
@@ -68,25 +66,6 @@ def attribute(snapshot: tracemalloc.Snapshot) -> collections.Counter[str]:
                 break
         sizes[found] += stat.size
     return sizes
-
-
-async def open_sockets(url: str, tokens: list[str], count: int) -> list:
-    """Open `count` authenticated sockets in batches; return them once all are established."""
-    sockets: list = []
-    for first in range(0, count, BATCH):
-        batch = [
-            websockets.connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"},
-                open_timeout=60,
-                ping_interval=None,
-            )
-            for i in range(first, min(first + BATCH, count))
-        ]
-        opened = await asyncio.gather(*batch)
-        await asyncio.gather(*(ws.recv() for ws in opened))  # connection_established
-        sockets += opened
-    return sockets
 
 
 def wait_written(path: Path, timeout: float = 120) -> None:

@@ -48,22 +48,11 @@ def event_envelope(
     }
 
 
-def event_frame(
-    run: RunRef, event_type: str, seq: int, created_at: datetime, data_text: str
-) -> str:
-    """Return encode_frame(event_envelope(...)) for data already encoded by encode_data.
+def envelope_frame(envelope: dict[str, Any], data_text: str) -> str:
+    """Return encode_frame(envelope) for an event_envelope whose data is already encode_data'd.
 
     The same text, without encoding the data a second time (the writer stores
-    that text as the payload too).
+    that text as the payload too); "data" is the envelope's last key.
     """
-    head = encode_frame(
-        {
-            "type": event_type,
-            "seq": seq,
-            "run_id": run.run_id,
-            "thread_id": run.thread_id,
-            "agent_name": run.agent_name,
-            "timestamp": iso_utc(created_at),
-        }
-    )
+    head = encode_frame({key: value for key, value in envelope.items() if key != "data"})
     return f'{head[:-1]},"data":{data_text}}}'

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from agents.events.frames import RunRef, event_envelope, event_frame
+from agents.events.frames import RunRef, envelope_frame, event_envelope
 from agents.events.store import NewEvent, events_record
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _envelope_and_frame(
     run: RunRef, event: NewEvent, seq: int, created_at: datetime, data_text: str
 ) -> tuple[dict[str, Any], str]:
     envelope = event_envelope(run, event.event_type, seq, created_at, event.data)
-    return envelope, event_frame(run, event.event_type, seq, created_at, data_text)
+    return envelope, envelope_frame(envelope, data_text)
 
 
 Outcome = tuple[int, datetime, str] | BaseException

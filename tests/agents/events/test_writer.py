@@ -296,12 +296,12 @@ ODD_DATA = {
 def test_a_frame_with_its_data_encoded_once_is_the_envelope_encoded_whole():
     from datetime import UTC, datetime
 
-    from agents.events.frames import RunRef, encode_data, event_envelope, event_frame
+    from agents.events.frames import RunRef, encode_data, envelope_frame, event_envelope
 
     run = RunRef(run_id=uuid.uuid4().hex, thread_id=uuid.uuid4().hex, agent_name="triage")
     at = datetime(2026, 11, 26, 13, 0, 0, 123456, tzinfo=UTC)
-    expected = encode_frame(event_envelope(run, "partial_result", 7, at, ODD_DATA))
-    assert event_frame(run, "partial_result", 7, at, encode_data(ODD_DATA)) == expected
+    envelope = event_envelope(run, "partial_result", 7, at, ODD_DATA)
+    assert envelope_frame(envelope, encode_data(ODD_DATA)) == encode_frame(envelope)
 
 
 async def test_the_stored_payload_reads_back_as_the_data(amake_user):
