@@ -190,7 +190,7 @@ def start_token_take(*, user_id: int, rate: float, burst: int) -> float:
     One conditional UPDATE (see StartBucket): concurrent starts in any process
     each see the others' pushes, so no more than `burst` pass at once.
     """
-    if rate <= 0:
+    if rate <= 0 or burst < 1:  # starts switched off, as a bucket that never fills
         return float("inf")
     now, interval = time.time(), 1 / rate
     latest = now + (burst - 1) * interval
