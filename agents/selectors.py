@@ -1,19 +1,23 @@
 """Reads of agents, runs and events."""
 
 import uuid
+from typing import Any
 
 from django.db.models import QuerySet
 
+from agents import sql
 from agents.errors import UnknownAgent
 from agents.models import Agent, InputRequest, Run, RunEvent, Thread
 
 
 def agent_get_enabled(*, name: str) -> Agent:
     """Return the enabled agent called `name`, or raise UnknownAgent."""
-    try:
-        return Agent.objects.get(name=name, enabled=True)
-    except Agent.DoesNotExist:
-        raise UnknownAgent(f"no enabled agent named {name!r}") from None
+    # Written out (agents/sql.py): every start reads it.
+    where = f"{sql.column(Agent, 'name')} = %s AND {sql.column(Agent, 'enabled')} = %s"
+    found = sql.select(Agent, where, [name, True], limit=1)
+    if not found:
+        raise UnknownAgent(f"no enabled agent named {name!r}")
+    return found[0]
 
 
 def run_get_active(*, user_id: int, run_id: str) -> Run | None:
@@ -89,22 +93,33 @@ def thread_history(
 
 def runs_active_count(*, user_id: int, exclude: list[str]) -> int:
     """Count the user's queued or running runs in any process, leaving out `exclude`."""
-    active = Run.objects.filter(user_id=user_id, status__in=Run.ACTIVE)
-    return (active.exclude(pk__in=exclude) if exclude else active).count()
+    # Written out (agents/sql.py): every start counts them.
+    where, params = _active_runs_where(user_id, exclude)
+    row = sql.fetch_one(f"SELECT COUNT(*) FROM {sql.table(Run)} WHERE {where}", params)
+    assert row is not None
+    return int(row[0])
 
 
 def run_active_in_thread(*, user_id: int, thread_id: str, exclude: list[str]) -> Run | None:
     """Return a queued or running run of the user's thread not in `exclude`, if any."""
-    return (
-        Run.objects.filter(
-            user_id=user_id,
-            thread_id=thread_id,
-            status__in=Run.ACTIVE,
-        )
-        .exclude(pk__in=exclude)
-        .order_by("-created_at")
-        .first()
-    )
+    # Written out (agents/sql.py): every start in a thread asks.
+    where, params = _active_runs_where(user_id, exclude)
+    where += f" AND {sql.column(Run, 'thread')} = %s"
+    params.append(sql.prep(Run, "thread", thread_id))
+    found = sql.select(Run, where, params, order=f"{sql.column(Run, 'created_at')} DESC", limit=1)
+    return found[0] if found else None
+
+
+def _active_runs_where(user_id: int, exclude: list[str]) -> tuple[str, list[Any]]:
+    """The condition for the user's queued or running runs but those in `exclude`."""
+    active = list(Run.ACTIVE)
+    user, status = sql.column(Run, "user"), sql.column(Run, "status")
+    where = f"{user} = %s AND {status} IN ({sql.marks(active)})"
+    params: list[Any] = [user_id, *active]
+    if exclude:
+        where += f" AND {sql.column(Run, 'id')} NOT IN ({sql.marks(exclude)})"
+        params += [sql.prep(Run, "id", run_id) for run_id in exclude]
+    return where, params
 
 
 def run_is_active(*, run_id: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agents import sql
 from agents.events.frames import encode_data
 from agents.models import Run, RunEvent, UserEventCounter
 from agents.services.runs import run_change_apply
@@ -72,8 +73,8 @@ def _counters_bump(counts: dict[int, int]) -> dict[int, int]:
     UPDATE ... RETURNING bumps them all.
     """
     ids = sorted(counts)
-    table = connection.ops.quote_name(UserEventCounter._meta.db_table)
-    marks = ", ".join("%s" for _ in ids)
+    table = sql.table(UserEventCounter)
+    marks = sql.marks(ids)
     cases = " ".join("WHEN %s THEN %s" for _ in ids)
     bumps = [value for user_id in ids for value in (user_id, counts[user_id])]
     with connection.cursor() as cursor:
@@ -107,29 +108,25 @@ INSERT_CHUNK = 500
 
 
 def _events_insert(rows: list[EventRow], at: datetime) -> None:
-    """Insert event rows, up to INSERT_CHUNK a statement (the ORM's per-object work is the cost).
+    """Insert event rows, up to INSERT_CHUNK a statement, written out (agents/sql.py).
 
     The payload goes in as the JSON text already made for the frame (encode_data),
     cast to jsonb on PostgreSQL, instead of being encoded again by the JSONField.
     """
-    meta = RunEvent._meta
     names = ["user", "run", "seq", "type", "payload", "frame", "created_at"]
-    fields = [meta.get_field(name) for name in names]
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # type: ignore[union-attr]
-    run_pk = Run._meta.pk
-    assert run_pk is not None
-    created_at = meta.get_field("created_at").get_db_prep_save(at, connection)  # type: ignore[union-attr]
+    columns = ", ".join(sql.column(RunEvent, name) for name in names)
+    created_at = sql.prep(RunEvent, "created_at", at)
     runs: dict[str, Any] = {}
     params: list[Any] = []
     for user_id, run_id, seq, event_type, data_text, frame in rows:
         if run_id not in runs:
-            runs[run_id] = run_pk.get_db_prep_save(run_pk.to_python(run_id), connection)
+            runs[run_id] = sql.prep(RunEvent, "run", run_id)
         params += (user_id, runs[run_id], seq, event_type, data_text, frame, created_at)
     json_mark = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     marks = [json_mark if name == "payload" else "%s" for name in names]
     row_marks = "(" + ", ".join(marks) + ")"
-    insert = f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES "
-    width = len(fields)
+    insert = f"INSERT INTO {sql.table(RunEvent)} ({columns}) VALUES "
+    width = len(names)
     with connection.cursor() as cursor:
         for first in range(0, len(rows), INSERT_CHUNK):
             count = min(INSERT_CHUNK, len(rows) - first)

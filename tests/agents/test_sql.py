@@ -1,0 +1,138 @@
+"""The written-out statements (agents/sql.py) read and write exactly what the ORM would."""
+
+import datetime
+import uuid
+
+import pytest
+from django.db.models import Model
+from django.utils import timezone
+
+from agents import sql
+from agents.errors import NotFound, UnknownAgent
+from agents.models import Agent, Run, Thread
+from agents.selectors import agent_get_enabled, run_active_in_thread, runs_active_count
+from agents.services.runs import RunDraft, run_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def columns_of(obj: Model) -> dict[str, object]:
+    """Every column's value as the instance holds it."""
+    return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
+
+
+def full_run(user, **overrides) -> Run:
+    """A run with every kind of column set: uuids, JSON, times, nulls and numbers."""
+    thread = Thread.objects.create(user=user, title="t ✓")
+    values = {
+        "user": user,
+        "agent": Agent.objects.get(name="triage"),
+        "thread": thread,
+        "request_id": "r-1",
+        "message": "calculate 6*7 \u2028 «quoted»",
+        "options": {"nested": {"list": [1, 2.5, None, "ü"]}, "flag": True},
+        "status": Run.Status.RUNNING,
+        "process": "p-1",
+        "started_at": timezone.now() - datetime.timedelta(seconds=3),
+        "result": "",
+        "input_tokens": 7,
+        "output_tokens": None,
+        **overrides,
+    }
+    return Run.objects.create(**values)
+
+
+def test_select_reads_every_column_as_the_orm_does(make_user):
+    run = full_run(make_user())
+    where = f"{sql.column(Run, 'id')} = %s"
+    [read] = sql.select(Run, where, [sql.prep(Run, "id", run.pk)])
+    assert columns_of(read) == columns_of(Run.objects.get(pk=run.pk))
+    assert isinstance(read.pk, uuid.UUID) and read.started_at.tzinfo is not None
+    assert not read._state.adding and read._state.db == "default"
+    agent = Agent.objects.get(name="triage")
+    [agent_read] = sql.select(Agent, f"{sql.column(Agent, 'name')} = %s", ["triage"])
+    assert columns_of(agent_read) == columns_of(agent)
+    assert isinstance(agent_read.allowed_tools, list) and agent_read.enabled is True
+
+
+def test_select_filters_orders_and_limits(make_user):
+    user = make_user()
+    runs = [full_run(user, message=f"m{i}") for i in range(3)]
+    where = f"{sql.column(Run, 'user')} = %s"
+    order = f"{sql.column(Run, 'message')} DESC"
+    assert [r.message for r in sql.select(Run, where, [user.pk], order=order, limit=2)] == [
+        "m2",
+        "m1",
+    ]
+    assert sql.select(Run, where, [user.pk + 1000]) == []
+    assert {r.pk for r in sql.select(Run, where, [user.pk])} == {r.pk for r in runs}
+
+
+def test_insert_writes_the_row_save_would(make_user):
+    user = make_user()
+    original = full_run(user)
+    copy = Run(**{**columns_of(original), "id": uuid.uuid4(), "created_at": None})
+    sql.insert(copy)
+    assert copy.created_at is not None  # auto_now_add, as save() sets it
+    assert not copy._state.adding
+    stored = Run.objects.get(pk=copy.pk)
+    assert columns_of(stored) == columns_of(copy)
+    same_but_keys = {k: v for k, v in columns_of(stored).items() if k not in {"id", "created_at"}}
+    assert same_but_keys == {
+        k: v for k, v in columns_of(original).items() if k not in {"id", "created_at"}
+    }
+
+
+def test_the_admission_reads_agree_with_the_orm(make_user):
+    user, other = make_user(), make_user()
+    queued = full_run(user, status=Run.Status.QUEUED)
+    running = full_run(user, thread=queued.thread)
+    full_run(user, status=Run.Status.COMPLETED, thread=queued.thread)
+    full_run(user, status=Run.Status.WAITING_INPUT)
+    full_run(other)
+    active = Run.objects.filter(user=user, status__in=Run.ACTIVE)
+    assert runs_active_count(user_id=user.pk, exclude=[]) == active.count() == 3
+    leaving = [str(queued.pk), str(uuid.uuid4())]
+    assert runs_active_count(user_id=user.pk, exclude=leaving) == 2
+    thread = str(queued.thread_id)
+    newest = run_active_in_thread(user_id=user.pk, thread_id=thread, exclude=[])
+    assert newest is not None and newest.pk == running.pk  # the latest of the thread
+    assert run_active_in_thread(user_id=user.pk, thread_id=thread, exclude=[str(running.pk)]) == (
+        queued
+    )
+    assert run_active_in_thread(user_id=other.pk, thread_id=thread, exclude=[]) is None
+
+
+def test_a_disabled_or_missing_agent_is_not_found(make_user):
+    assert agent_get_enabled(name="triage").name == "triage"
+    Agent.objects.filter(name="triage").update(enabled=False)
+    with pytest.raises(UnknownAgent):
+        agent_get_enabled(name="triage")
+    with pytest.raises(UnknownAgent):
+        agent_get_enabled(name="no-such-agent")
+
+
+def test_run_create_in_a_thread_of_the_user_only(make_user):
+    user, other = make_user(), make_user()
+    agent = Agent.objects.get(name="triage")
+
+    def draft(owner, thread_id):
+        return RunDraft(
+            user_id=owner.pk,
+            session_id=None,
+            agent=agent,
+            thread_id=thread_id,
+            message="hello",
+            options={"k": "v"},
+            request_id="q",
+        )
+
+    first = run_create(draft(user, None))
+    assert Thread.objects.get(pk=first.thread_id).title == "hello"
+    second = run_create(draft(user, str(first.thread_id)))
+    assert second.thread_id == first.thread_id
+    assert columns_of(Run.objects.get(pk=second.pk)) == columns_of(second)
+    with pytest.raises(NotFound):
+        run_create(draft(other, str(first.thread_id)))
+    with pytest.raises(NotFound):
+        run_create(draft(user, str(uuid.uuid4())))
