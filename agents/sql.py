@@ -26,9 +26,10 @@ def quote(name: str) -> str:
 
 def table(model: type[Model]) -> str:
     """Return the model's quoted table name."""
-    return quote(model._meta.db_table)
+    return _quoted(connection.vendor, model._meta.db_table)
 
 
+@cache
 def field(model: type[Model], name: str) -> "Field[Any, Any]":
     """Return the model's concrete field called `name` (a relation's name gives its id field)."""
     found = model._meta.get_field(name)
@@ -38,7 +39,13 @@ def field(model: type[Model], name: str) -> "Field[Any, Any]":
 
 def column(model: type[Model], name: str) -> str:
     """Return the quoted column of the model's field called `name`."""
-    return quote(str(field(model, name).column))
+    return _quoted(connection.vendor, str(field(model, name).column))
+
+
+@cache
+def _quoted(vendor: str, name: str) -> str:
+    # Quoting depends only on the database vendor: done once per name.
+    return quote(name)
 
 
 def prep(model: type[Model], name: str, value: Any) -> Any:

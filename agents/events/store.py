@@ -1,5 +1,6 @@
 """Storing events: numbered per user, inserted in batches, committed with their run change."""
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ EventRow = tuple[int, str, int, str, str, str]
 
 
 INSERT_CHUNK = 500
+EVENT_COLUMNS = ("user", "run", "seq", "type", "payload", "frame", "created_at")
 
 
 def _events_insert(rows: list[EventRow], at: datetime) -> None:
@@ -113,20 +115,14 @@ def _events_insert(rows: list[EventRow], at: datetime) -> None:
     The payload goes in as the JSON text already made for the frame (encode_data),
     cast to jsonb on PostgreSQL, instead of being encoded again by the JSONField.
     """
-    names = ["user", "run", "seq", "type", "payload", "frame", "created_at"]
-    columns = ", ".join(sql.column(RunEvent, name) for name in names)
+    insert, row_marks = _insert_text(connection.vendor)
     created_at = sql.prep(RunEvent, "created_at", at)
-    runs: dict[str, Any] = {}
+    vendor = connection.vendor
     params: list[Any] = []
     for user_id, run_id, seq, event_type, data_text, frame in rows:
-        if run_id not in runs:
-            runs[run_id] = sql.prep(RunEvent, "run", run_id)
-        params += (user_id, runs[run_id], seq, event_type, data_text, frame, created_at)
-    json_mark = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    marks = [json_mark if name == "payload" else "%s" for name in names]
-    row_marks = "(" + ", ".join(marks) + ")"
-    insert = f"INSERT INTO {sql.table(RunEvent)} ({columns}) VALUES "
-    width = len(names)
+        run = _run_value(vendor, run_id)
+        params += (user_id, run, seq, event_type, data_text, frame, created_at)
+    width = len(EVENT_COLUMNS)
     with connection.cursor() as cursor:
         for first in range(0, len(rows), INSERT_CHUNK):
             count = min(INSERT_CHUNK, len(rows) - first)
@@ -134,6 +130,21 @@ def _events_insert(rows: list[EventRow], at: datetime) -> None:
                 insert + ", ".join([row_marks] * count),
                 params[first * width : (first + count) * width],
             )
+
+
+@functools.cache
+def _insert_text(vendor: str) -> tuple[str, str]:
+    """The event insert's text up to VALUES, and one row's placeholders (once per vendor)."""
+    columns = ", ".join(sql.column(RunEvent, name) for name in EVENT_COLUMNS)
+    json_mark = "%s::jsonb" if vendor == "postgresql" else "%s"
+    marks = [json_mark if name == "payload" else "%s" for name in EVENT_COLUMNS]
+    return f"INSERT INTO {sql.table(RunEvent)} ({columns}) VALUES ", "(" + ", ".join(marks) + ")"
+
+
+@functools.lru_cache(maxsize=4096)
+def _run_value(vendor: str, run_id: str) -> Any:
+    """A run id as the events' run column takes it (a run writes many events: kept)."""
+    return sql.prep(RunEvent, "run", run_id)
 
 
 def event_record(
