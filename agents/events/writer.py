@@ -8,6 +8,7 @@ batch has committed (persist before send), and its writer learns the outcome.
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from django.db import close_old_connections, connections
 
 from agents.events.frames import RunRef, envelope_frame, event_envelope
 from agents.events.store import NewEvent, events_record
+from agents.metrics import EVENT_BATCH_SECONDS, EVENT_BATCH_SIZE, EVENT_BATCH_WAIT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +133,10 @@ class EventWriter:
                     continue
                 batch = self._queue[: self._max_batch]
                 del self._queue[: len(batch)]
+                taken = time.time()
                 outcomes = await loop.run_in_executor(self._executor, _store, batch)
                 self.batches += 1
+                _observe(batch, taken)
                 await self._finish(batch, outcomes)
         except asyncio.CancelledError:
             for pending in self._queue:
@@ -194,6 +198,13 @@ def store_now(run: RunRef, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
 
     events_record(events, encode=encode)
     return envelopes
+
+
+def _observe(batch: list[_Pending], taken: float) -> None:
+    """Record the batch's size, its oldest event's wait and its store time (back on the loop)."""
+    EVENT_BATCH_SIZE.observe(len(batch))
+    EVENT_BATCH_WAIT_SECONDS.observe(max(0.0, taken - batch[0].called_at))
+    EVENT_BATCH_SECONDS.observe(max(0.0, time.time() - taken))
 
 
 def _retrieved(future: "asyncio.Future[dict[str, Any]]") -> None:

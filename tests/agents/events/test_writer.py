@@ -1,11 +1,13 @@
 """EventWriter, LocalHub, SocketStream: batched, stored before sent, gapless per socket."""
 
 import asyncio
+import time
 import uuid
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from prometheus_client import REGISTRY
 
 from agents.events.frames import encode_frame
 from agents.events.store import NewEvent
@@ -79,6 +81,36 @@ async def test_an_event_is_stored_before_it_is_published(amake_user):
         )
     )
     assert seen_in_db == [True] * 20
+    await database_sync_to_async(writer.close)()
+
+
+async def test_each_batch_is_measured_for_ops(amake_user):
+    user = await amake_user()
+    ref = await make_run(user)
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    names = [
+        "chatplatform_event_batch_size_sum",
+        "chatplatform_event_batch_size_count",
+        "chatplatform_event_batch_seconds_count",
+        "chatplatform_event_batch_wait_seconds_count",
+    ]
+    before = {name: sample(name) for name in names}
+    writer = EventWriter(publish=lambda events: asyncio.sleep(0))
+    event = NewEvent(user.pk, ref.run_id, "partial_result", {"delta": "x"})
+    await asyncio.gather(*(writer.write(ref, event, time.time()) for _ in range(5)))
+    await writer.write(ref, event, time.time() - 60)  # waited a minute before it was written
+    grew = {name: sample(name) - before[name] for name in names}
+    assert grew["chatplatform_event_batch_size_sum"] == 6
+    batches = grew["chatplatform_event_batch_size_count"]
+    assert batches == writer.batches >= 2
+    assert grew["chatplatform_event_batch_seconds_count"] == batches
+    assert grew["chatplatform_event_batch_wait_seconds_count"] == batches
+    assert REGISTRY.get_sample_value(
+        "chatplatform_event_batch_wait_seconds_bucket", {"le": "2.5"}
+    ) < sample("chatplatform_event_batch_wait_seconds_count")  # the minute-old one is over
     await database_sync_to_async(writer.close)()
 
 
