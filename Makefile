@@ -52,6 +52,7 @@ format: install
 bench: install
 	rm -f bench/figures.json
 	$(BIN)/python bench/latency_calculate.py
+	$(BIN)/python bench/idle_wake.py
 	$(BIN)/python bench/sessions.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/layers.py
