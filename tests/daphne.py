@@ -66,13 +66,15 @@ def postgres_env(admin_url: str, **overrides: str) -> Iterator[dict[str, str]]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = admin_url.rpartition("/")
+    # A static root of its own: whitenoise walks the whole tree at start-up, and the
+    # shared temporary directory can hold anything (other checkouts, browser profiles).
+    static_root = tempfile.TemporaryDirectory(prefix="cp-static-")
     try:
-        env = project_env(
-            DATABASE_URL=f"{base}/{name}", STATIC_ROOT=tempfile.gettempdir(), **overrides
-        )
+        env = project_env(DATABASE_URL=f"{base}/{name}", STATIC_ROOT=static_root.name, **overrides)
         manage(env, "migrate", "--noinput")
         yield env
     finally:
+        static_root.cleanup()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -1,6 +1,8 @@
 """Test settings: the project's settings plus tools only tests register."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from chatplatform.settings import *  # noqa: F403
@@ -34,5 +36,6 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = tempfile.mkdtemp(prefix="chatplatform-static-")
+atexit.register(shutil.rmtree, STATIC_ROOT, True)  # one per test session: removed at exit
 LOG_FORMAT = "plain"
 LOGGING["handlers"]["console"]["formatter"] = "plain"  # noqa: F405
