@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import loadclient  # noqa: E402
-from bench.results import machine, record, write_section  # noqa: E402
+from bench.results import cpu_seconds, machine, record, write_section  # noqa: E402
 from bench.users import FIREHOSE, issue_tokens  # noqa: E402
 from tests.daphne import Daphne, project_env, sqlite_env  # noqa: E402
 from tests.services import REDIS_URL, free_port, reachable  # noqa: E402
@@ -55,6 +55,12 @@ class Result:
     expected: int
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0  # from the first event due to the last one read
+    client_cpu: float = 0.0  # the load client's CPU seconds for the run
+    server_cpu: float = 0.0  # the server process's CPU seconds for the run (0: not measured)
+
+    def per_delivery_us(self, cpu: float) -> float:
+        """Return CPU seconds as microseconds per delivery read."""
+        return cpu / self.delivered * 1e6 if self.delivered else 0.0
 
     @property
     def delivered(self) -> int:
@@ -74,8 +80,8 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def plain_like(url: str, result: Result, seconds: float, processes: int) -> None:
-    """Drive the plain Channels app or the raw server (same little protocol)."""
+def plain_like(url: str, result: Result, seconds: float, processes: int, pid: int) -> None:
+    """Drive the plain Channels app or the raw server (process `pid`; same little protocol)."""
     sockets = [
         loadclient.Socket(greet=json.dumps({"user": i % result.users}))
         for i in range(result.users * result.tabs)
@@ -87,7 +93,10 @@ def plain_like(url: str, result: Result, seconds: float, processes: int) -> None
 
         def start() -> None:
             driver = stack.enter_context(sync_connect(url, compression=None))
+            cpu_at_start.append(cpu_seconds(pid))
             driver.send(json.dumps({"drive": drive}))
+
+        cpu_at_start: list[float] = []
 
         outcome = loadclient.run(
             url,
@@ -98,7 +107,9 @@ def plain_like(url: str, result: Result, seconds: float, processes: int) -> None
             processes=processes,
             when_ready=start,
         )
+        result.server_cpu = cpu_seconds(pid) - cpu_at_start[0]
     result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
+    result.client_cpu = outcome.cpu
 
 
 def ours(
@@ -108,8 +119,12 @@ def ours(
     seconds: float,
     processes: int,
     ssl_cafile: str | None = None,
+    pid: int | None = None,
 ) -> None:
-    """Each user runs the firehose agent; every tab of the user reads its events."""
+    """Each user runs the firehose agent; every tab of the user reads its events.
+
+    With `pid`, that server process's CPU for the run is kept too.
+    """
     per_user_rate = max(1, round(result.asked_per_s / result.tabs / result.users))
     count = int(per_user_rate * seconds)
 
@@ -129,6 +144,7 @@ def ours(
         for user, token in enumerate(tokens[: result.users])
         for tab in range(result.tabs)
     ]
+    cpu_at_start: list[float] = []
     outcome = loadclient.run(
         url,
         sockets,
@@ -138,18 +154,28 @@ def ours(
         deadline_s=seconds + 30 + len(sockets) * count / DRAIN_RATE,
         stamp=loadclient.OURS,
         processes=processes,
+        when_ready=lambda: cpu_at_start.append(cpu_seconds(pid) if pid else 0.0),
         ssl_cafile=ssl_cafile,
     )
+    if pid:
+        result.server_cpu = cpu_seconds(pid) - cpu_at_start[0]
     result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
+    result.client_cpu = outcome.cpu
 
 
 def table_head(first: str) -> list[str]:
     """The header of a table of `row`s, its first column called `first`."""
     return [
         f"| {first} | users×tabs | run | asked/s | delivered/s | arrived | missing "
-        "| p50 ms | p99 ms | max ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 ms | p99 ms | max ms | CPU µs per delivery: server / load client |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+
+def cpu_cell(r: Result) -> str:
+    """The server's and the load client's CPU per delivery ('-' for a server not measured)."""
+    server = f"{r.per_delivery_us(r.server_cpu):.0f}" if r.server_cpu else "-"
+    return f"{server} / {r.per_delivery_us(r.client_cpu):.0f}"
 
 
 def row(r: Result) -> str:
@@ -158,7 +184,7 @@ def row(r: Result) -> str:
     line = (
         f"| {r.system} | {r.users}×{r.tabs} | {r.kind} | {r.asked_per_s:,.0f} | {r.rate:,.0f} "
         f"| {r.delivered:,} / {r.expected:,} | {lost:,} | {r.quantile(0.5):.1f} "
-        f"| {r.quantile(0.99):.1f} | {max(r.latencies, default=0):.1f} |"
+        f"| {r.quantile(0.99):.1f} | {max(r.latencies, default=0):.1f} | {cpu_cell(r)} |"
     )
     print(line, flush=True)
     return line
@@ -183,7 +209,8 @@ def measure_ours(label: str, extra_env: dict[str, str], args) -> list[Result]:
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             per_user = max(1, round(asked / tabs / users))
             r = Result(label, users, tabs, kind, asked, per_user * int(seconds) * users * tabs)
-            ours(server.ws_url, tokens, r, seconds, args.client_processes)
+            assert server.proc is not None
+            ours(server.ws_url, tokens, r, seconds, args.client_processes, pid=server.proc.pid)
             results.append(r)
             row(r)
     return results
@@ -209,7 +236,7 @@ def measure_plain_like(label: str, command: list[str], ws_path: str, args) -> li
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             expected = int(asked / tabs * seconds) // users * users * tabs
             r = Result(label, users, tabs, kind, asked, expected)
-            plain_like(url, r, seconds, args.client_processes)
+            plain_like(url, r, seconds, args.client_processes, server.pid)
             results.append(r)
             row(r)
     finally:
@@ -321,6 +348,12 @@ def main() -> None:
         if r.kind == "capacity":
             record(f"delivered/s, {key}", r.rate)
             record(f"missing, {key}", r.expected - r.delivered)
+            record(f"load client CPU µs per delivery, {key}", r.per_delivery_us(r.client_cpu))
+            record(f"server CPU µs per delivery, {key}", r.per_delivery_us(r.server_cpu))
+    raw = [r.rate for r in results if r.system == "raw websockets" and r.kind == "capacity"]
+    if raw:
+        # The client's own ceiling shows where the raw server does the least per delivery.
+        record("delivered/s, raw websockets, best layout", max(raw))
     for system in {r.system for r in results}:
         for users, tabs in LAYOUTS:
             p99s = [

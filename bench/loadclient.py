@@ -1,8 +1,10 @@
 """A lean WebSocket load client spread over processes, so that it is not what limits a bench.
 
-Each worker process holds its share of the sockets in its own event loop, reads
-frames with `async for` (no per-frame timer), takes the send time out of the
-frame by slicing instead of parsing JSON, and keeps latencies in an array.
+Each worker process holds its share of the sockets in its own event loop, each
+socket websockets' Sans-I/O protocol straight on an asyncio transport (frames
+handled as they arrive, with no future, queue or task per frame), takes the
+send time out of the frame by slicing its bytes instead of parsing JSON, and
+keeps latencies in an array.
 Compression is off (the servers measured do not compress either). The parent
 starts the workers, waits until every socket is open, lets the caller start the
 load, and gathers the figures.
@@ -18,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import websockets
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 OURS = "ours"  # our partial_result frames: the emit time is the delta's text
 PLAIN = "plain"  # the comparison servers' frames: {"type": ..., "seq": n, "t": time}
@@ -41,6 +47,7 @@ class Outcome:
     latencies: array = field(default_factory=lambda: array("d"))
     first: float = float("inf")
     last: float = 0.0
+    cpu: float = 0.0  # the workers' CPU seconds from the start of the load to their last read
 
     @property
     def seconds(self) -> float:
@@ -48,23 +55,23 @@ class Outcome:
         return max(0.0, self.last - self.first) if self.latencies else 0.0
 
 
-def stamp_ours(raw: str) -> float | None:
+def stamp_ours(raw: bytes) -> float | None:
     """The emit time the firehose agent put in a partial_result, or None for other frames."""
-    if not raw.startswith('{"type":"partial_result"'):
+    if not raw.startswith(b'{"type":"partial_result"'):
         return None
-    start = raw.index('"delta":"') + 9
-    return float(raw[start : raw.index('"', start)])
+    start = raw.index(b'"delta":"') + 9
+    return float(raw[start : raw.index(b'"', start)])
 
 
-def stamp_plain(raw: str) -> float | None:
+def stamp_plain(raw: bytes) -> float | None:
     """The send time a comparison server put in its frame."""
-    start = raw.find('"t": ')
+    start = raw.find(b'"t": ')
     if start < 0:
         return None
-    return float(raw[start + 5 : raw.index("}", start)])
+    return float(raw[start + 5 : raw.index(b"}", start)])
 
 
-STAMPS: dict[str, Callable[[str], float | None]] = {OURS: stamp_ours, PLAIN: stamp_plain}
+STAMPS: dict[str, Callable[[bytes], float | None]] = {OURS: stamp_ours, PLAIN: stamp_plain}
 
 
 def run(
@@ -104,10 +111,11 @@ def run(
         go.set()
         outcome = Outcome()
         for _, _, parent in workers:
-            latencies, first, last = parent.recv()
+            latencies, first, last, cpu = parent.recv()
             outcome.latencies.frombytes(latencies)
             outcome.first = min(outcome.first, first)
             outcome.last = max(outcome.last, last)
+            outcome.cpu += cpu
         return outcome
     finally:
         for proc, _, _ in workers:
@@ -131,7 +139,107 @@ def _worker(
     outcome = asyncio.run(
         _read_all(url, share, per_socket, deadline_s, STAMPS[stamp], ready, go, tls)
     )
-    out.send((outcome.latencies.tobytes(), outcome.first, outcome.last))
+    out.send((outcome.latencies.tobytes(), outcome.first, outcome.last, outcome.cpu))
+
+
+class _Lean(asyncio.Protocol):
+    """One socket: websockets' Sans-I/O protocol straight on an asyncio transport.
+
+    websockets does the handshake, the framing, pings and the closing handshake;
+    each text message goes to `on_text` as bytes from data_received, with no
+    future, queue or task per frame (what the library's asyncio connection adds).
+    """
+
+    def __init__(self, url: str, headers: dict[str, str], on_text: Callable[[bytes], None]) -> None:
+        # No extensions offered: no compression, as the servers measured do not compress.
+        self.ws = ClientProtocol(parse_uri(url), max_size=None)
+        self.request = self.ws.connect()
+        self.request.headers.update(headers)
+        self.on_text = on_text
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.transport: Any = None
+        self._parts: list[bytes] = []
+
+    def connection_made(self, transport: Any) -> None:
+        """Send the upgrade request."""
+        self.transport = transport
+        self.ws.send_request(self.request)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the bytes to websockets; hand each text message to on_text."""
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Response):
+                if self.ws.state is State.OPEN:
+                    self.opened.set_result(None)
+                else:
+                    self.opened.set_exception(self.ws.handshake_exc or ConnectionError("refused"))
+            elif not isinstance(event, Frame):
+                continue
+            elif event.opcode is Opcode.TEXT and event.fin:
+                self.on_text(bytes(event.data))
+            elif event.opcode in (Opcode.TEXT, Opcode.CONT):
+                self._parts.append(bytes(event.data))
+                if event.fin:
+                    text, self._parts = b"".join(self._parts), []
+                    self.on_text(text)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell websockets, and whoever waits for the socket."""
+        self.ws.receive_eof()
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed before the handshake"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def send_text(self, text: str) -> None:
+        """Send a text message."""
+        self.ws.send_text(text.encode())
+        self._flush()
+
+    async def close(self) -> None:
+        """Start the closing handshake; wait for the server to close (at most 2 s)."""
+        if self.ws.state is State.OPEN:
+            self.ws.send_close()
+            self._flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.lost), 2)
+        self.transport.close()
+
+    def _flush(self) -> None:
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+
+
+async def _open(url: str, spec: Socket, tls: ssl.SSLContext | None) -> _Lean:
+    """Open one socket; read the hello and the greeting's reply if it has them."""
+    uri = parse_uri(url)
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    _, lean = await asyncio.wait_for(
+        loop.create_connection(
+            lambda: _Lean(url, spec.headers, replies.put_nowait),
+            uri.host,
+            uri.port,
+            ssl=tls,
+            server_hostname=uri.host if tls is not None else None,
+        ),
+        30,
+    )
+    await asyncio.wait_for(lean.opened, 30)
+    if spec.skip_hello:
+        await asyncio.wait_for(replies.get(), 30)
+    if spec.greet is not None:
+        lean.send_text(spec.greet)
+        await asyncio.wait_for(replies.get(), 30)
+    return lean
 
 
 async def _read_all(
@@ -139,56 +247,53 @@ async def _read_all(
     share: list[Socket],
     per_socket: int,
     deadline_s: float,
-    stamp: Callable[[str], float | None],
+    stamp: Callable[[bytes], float | None],
     ready: Any,
     go: Any,
     tls: ssl.SSLContext | None,
 ) -> Outcome:
-    opened = []
-    for spec in share:
-        ws = await websockets.connect(
-            url,
-            **({"ssl": tls} if tls is not None else {}),
-            additional_headers=spec.headers,
-            compression=None,
-            max_size=None,
-            max_queue=None,
-            open_timeout=30,
-        )
-        if spec.skip_hello:
-            await ws.recv()
-        if spec.greet is not None:
-            await ws.send(spec.greet)
-            await ws.recv()
-        opened.append((ws, spec))
-    ready.set()
-    await asyncio.get_running_loop().run_in_executor(None, go.wait)
-    for ws, spec in opened:
-        if spec.start is not None:
-            await ws.send(spec.start)
+    opened = [await _open(url, spec, tls) for spec in share]
+    loop = asyncio.get_running_loop()
     outcome = Outcome()
     latencies = outcome.latencies
+    pending = len(opened)
+    done = loop.create_future()
 
-    async def read(ws: Any) -> None:
+    def reader() -> Callable[[bytes], None]:
         got = 0
-        async for raw in ws:
+
+        def on_text(raw: bytes) -> None:
+            nonlocal got, pending
             sent = stamp(raw)
-            if sent is None:
-                continue
+            if sent is None or got >= per_socket:
+                return
             now = time.time()
             latencies.append((now - sent) * 1000)
-            outcome.first = min(outcome.first, sent)
+            if sent < outcome.first:
+                outcome.first = sent
             outcome.last = now
             got += 1
-            if got >= per_socket:
-                return
+            if got == per_socket:
+                pending -= 1
+                if not pending and not done.done():
+                    outcome.cpu = time.process_time() - cpu_at_go
+                    done.set_result(None)
 
-    readers = [asyncio.ensure_future(read(ws)) for ws, _ in opened]
-    await asyncio.wait(readers, timeout=deadline_s)
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    for ws, _ in opened:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), 2)
+        return on_text
+
+    # Read from here on: another worker's `start` may set the load going before
+    # this one has seen `go`.
+    for lean in opened:
+        lean.on_text = reader()
+    ready.set()
+    await loop.run_in_executor(None, go.wait)
+    cpu_at_go = time.process_time()
+    for lean, spec in zip(opened, share, strict=True):
+        if spec.start is not None:
+            lean.send_text(spec.start)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done, deadline_s)
+    if not done.done():
+        outcome.cpu = time.process_time() - cpu_at_go
+    await asyncio.gather(*(lean.close() for lean in opened), return_exceptions=True)
     return outcome

@@ -12,7 +12,6 @@ Runs on SQLite, and on PostgreSQL when it is reachable.
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine, record, write_section
+from bench.results import cpu_seconds, machine, record, write_section
 from bench.users import issue_tokens
 from tests.daphne import Daphne, manage, postgres_env, seed_backlog, sqlite_env
 from tests.services import POSTGRES_URL, reachable
@@ -69,12 +68,6 @@ async def storm(url: str, tokens: list[str]) -> tuple[float, list[int]]:
     started = time.perf_counter()
     counts = await asyncio.gather(*(storm_client(url, token, wave) for token in tokens))
     return time.perf_counter() - started, list(counts)
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time (user + system) a process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_storm(env: dict[str, str], server: Daphne, clients: int) -> tuple[float, int, float]:

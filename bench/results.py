@@ -1,6 +1,7 @@
 """Writing a benchmark's section of bench/RESULTS.md, keeping the other sections."""
 
 import json
+import os
 import platform
 import re
 from importlib.metadata import version
@@ -43,3 +44,9 @@ def record(name: str, value: float) -> None:
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     figures[name] = value
     FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
