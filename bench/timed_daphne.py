@@ -1,9 +1,10 @@
 """daphne's command line, with the event writer's batches timed (for bench/latency_breakdown.py).
 
 Usage: python -m bench.timed_daphne <daphne arguments>
-Wraps the writer's store (on its thread) and publish (on the loop) and keeps,
-per batch: when it was taken, stored and published, its size, its oldest and
-newest event's emit time, and the writer thread's CPU time for the store. The
+Wraps the writer's store (on the loop's thread or the writer's) and publish
+(on the loop) and keeps, per batch: when it was taken, stored and published,
+where it was stored, its size, its oldest and newest event's emit time, and
+the storing thread's CPU time for the store. The
 first SIGUSR1 clears what was kept (after the warm-up); the second writes it,
 with the process's garbage collections, to the JSON file in
 TIMED_DAPHNE_OUT.
@@ -43,23 +44,35 @@ def install() -> None:
     from agents.events import writer
 
     store = writer._store
+    store_here = writer.EventWriter._store_here
     finish = writer.EventWriter._finish
+
+    def kept(batch: list[Any], taken: float, cpu: float, where: str) -> None:
+        BATCHES.append(
+            {
+                "taken": taken,
+                "stored": time.time(),
+                "store_cpu": time.thread_time() - cpu,
+                "size": len(batch),
+                "oldest": min(p.called_at for p in batch),
+                "newest": max(p.called_at for p in batch),
+                "where": where,
+            }
+        )
 
     def timed_store(batch: list[Any]) -> Any:
         taken, cpu = time.time(), time.thread_time()
         try:
             return store(batch)
         finally:
-            BATCHES.append(
-                {
-                    "taken": taken,
-                    "stored": time.time(),
-                    "store_cpu": time.thread_time() - cpu,
-                    "size": len(batch),
-                    "oldest": min(p.called_at for p in batch),
-                    "newest": max(p.called_at for p in batch),
-                }
-            )
+            kept(batch, taken, cpu, "thread")
+
+    def timed_store_here(self: Any, batch: list[Any]) -> Any:
+        taken, cpu = time.time(), time.thread_time()
+        outcomes = store_here(self, batch)
+        if outcomes is not None:
+            kept(batch, taken, cpu, "loop")
+        return outcomes
 
     async def timed_finish(self: Any, batch: list[Any], outcomes: list[Any]) -> None:
         record = BATCHES[-1] if BATCHES else {}
@@ -70,6 +83,7 @@ def install() -> None:
             record["published"] = time.time()
 
     writer._store = timed_store
+    writer.EventWriter._store_here = timed_store_here  # type: ignore[method-assign]
     writer.EventWriter._finish = timed_finish  # type: ignore[method-assign]
     gc.callbacks.append(_on_collection)
 

@@ -11,9 +11,11 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
+from django.db import connection
 
 from agents.batching import Batcher
 from agents.control import ProcessControl
+from agents.events.inline import InlineStore
 from agents.events.writer import EventWriter
 from agents.registry import AgentRegistry, UserSessionFactory
 from chatplatform.lifecycle import ProcessLifecycle
@@ -54,6 +56,9 @@ def build_process(*, layer: BaseChannelLayer | None = None) -> Process:
         publish=hub.publish,
         max_batch=settings.EVENT_WRITER_MAX_BATCH,
         max_queue=settings.EVENT_WRITER_MAX_QUEUE,
+        inline=InlineStore()
+        if settings.EVENT_WRITER_INLINE and connection.vendor == "sqlite"
+        else None,
     )
     sessions = UserSessionFactory(writer=writer, control=ProcessControl(layer))
     registry = AgentRegistry(session_factory=sessions)

@@ -332,6 +332,9 @@ WS_MAX_OUTBOUND_BYTES = env_int("WS_MAX_OUTBOUND_BYTES", 4 * 1024 * 1024)
 # between its thread and the event loop (Python's default is 0.005).
 EVENT_WRITER_MAX_BATCH = env_int("EVENT_WRITER_MAX_BATCH", 1000)
 EVENT_WRITER_MAX_QUEUE = env_int("EVENT_WRITER_MAX_QUEUE", 10_000)
+# SQLite: small batches stored on the event loop's thread when the write lock is free
+# (agents/events/inline.py); off, every batch goes through the writer thread.
+EVENT_WRITER_INLINE = env_bool("EVENT_WRITER_INLINE", True)
 GIL_SWITCH_INTERVAL_SECONDS = env_float("GIL_SWITCH_INTERVAL_SECONDS", 0.0005)
 
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90)

@@ -51,54 +51,71 @@ def events_record(
         for event in events:
             if event.run_change is not None:
                 run_change_apply(run_id=event.run_id, change=event.run_change)
-        next_seq = _counters_bump(Counter(event.user_id for event in events))
-        created_at = timezone.now()
-        rows, stored = [], []
-        for index, event in enumerate(events):
-            seq = next_seq[event.user_id]
-            next_seq[event.user_id] = seq + 1
-            data_text = encode_data(event.data)
-            frame = encode(index, seq, created_at, data_text) if encode is not None else ""
-            rows.append((event.user_id, event.run_id, seq, event.event_type, data_text, frame))
-            stored.append((seq, created_at, frame))
-        _events_insert(rows, created_at)
-    return stored
+        with connection.cursor() as cursor:
+            lock = connection.features.has_select_for_update
+            counts = Counter(event.user_id for event in events)
+            next_seq, missing = counters_bump(cursor, counts, lock=lock)
+            if missing:
+                # Users whose first event this is: their counter rows are made, then bumped.
+                UserEventCounter.objects.bulk_create(
+                    [UserEventCounter(user_id=user_id) for user_id in missing],
+                    ignore_conflicts=True,
+                )
+                more, _ = counters_bump(cursor, {u: counts[u] for u in missing}, lock=lock)
+                next_seq.update(more)
+            return events_insert(cursor, connection.vendor, events, next_seq, encode)
 
 
-def _counters_bump(counts: dict[int, int]) -> dict[int, int]:
-    """Reserve `counts[user]` seqs per user (in the caller's transaction); return each first seq.
+def counters_bump(
+    cursor: Any, counts: dict[int, int], *, lock: bool
+) -> tuple[dict[int, int], list[int]]:
+    """Reserve `counts[user]` seqs per user in the cursor's transaction; return first seqs, missing.
 
-    Where the database has SELECT ... FOR UPDATE (PostgreSQL) the counter rows
-    are locked in user-id order first, so concurrent batches cannot deadlock;
+    With `lock` (PostgreSQL's SELECT ... FOR UPDATE) the counter rows are
+    locked in user-id order first, so concurrent batches cannot deadlock;
     SQLite's write transaction already holds the whole database. Then one
-    UPDATE ... RETURNING bumps them all.
+    UPDATE ... RETURNING bumps them all. Users without a counter row yet are
+    returned as missing, unbumped.
     """
     ids = sorted(counts)
     table = sql.table(UserEventCounter)
     marks = sql.marks(ids)
     cases = " ".join("WHEN %s THEN %s" for _ in ids)
     bumps = [value for user_id in ids for value in (user_id, counts[user_id])]
-    with connection.cursor() as cursor:
-        if connection.features.has_select_for_update:
-            cursor.execute(
-                f"SELECT user_id FROM {table} WHERE user_id IN ({marks}) "
-                "ORDER BY user_id FOR UPDATE",
-                ids,
-            )
+    if lock:
         cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
-            f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
-            [*bumps, *ids],
+            f"SELECT user_id FROM {table} WHERE user_id IN ({marks}) ORDER BY user_id FOR UPDATE",
+            ids,
         )
-        last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
-    missing = {user_id: counts[user_id] for user_id in ids if user_id not in last}
-    if missing:
-        # Users whose first event this is: their counter rows are made, then bumped.
-        UserEventCounter.objects.bulk_create(
-            [UserEventCounter(user_id=user_id) for user_id in missing], ignore_conflicts=True
-        )
-        return {**{u: last[u] - counts[u] + 1 for u in last}, **_counters_bump(missing)}
-    return {user_id: last[user_id] - counts[user_id] + 1 for user_id in ids}
+    cursor.execute(
+        f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
+        f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
+        [*bumps, *ids],
+    )
+    last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
+    first = {user_id: last[user_id] - counts[user_id] + 1 for user_id in last}
+    return first, [user_id for user_id in ids if user_id not in last]
+
+
+def events_insert(
+    cursor: Any,
+    vendor: str,
+    events: Sequence[NewEvent],
+    next_seq: dict[int, int],
+    encode: FrameEncoder | None,
+) -> list[tuple[int, datetime, str]]:
+    """Number the events from `next_seq` (per user, in order) and insert them; see events_record."""
+    created_at = timezone.now()
+    rows, stored = [], []
+    for index, event in enumerate(events):
+        seq = next_seq[event.user_id]
+        next_seq[event.user_id] = seq + 1
+        data_text = encode_data(event.data)
+        frame = encode(index, seq, created_at, data_text) if encode is not None else ""
+        rows.append((event.user_id, event.run_id, seq, event.event_type, data_text, frame))
+        stored.append((seq, created_at, frame))
+    _events_insert(cursor, vendor, rows, created_at)
+    return stored
 
 
 # (user id, run id, seq, type, data as JSON text, frame)
@@ -109,27 +126,25 @@ INSERT_CHUNK = 500
 EVENT_COLUMNS = ("user", "run", "seq", "type", "payload", "frame", "created_at")
 
 
-def _events_insert(rows: list[EventRow], at: datetime) -> None:
+def _events_insert(cursor: Any, vendor: str, rows: list[EventRow], at: datetime) -> None:
     """Insert event rows, up to INSERT_CHUNK a statement, written out (agents/sql.py).
 
     The payload goes in as the JSON text already made for the frame (encode_data),
     cast to jsonb on PostgreSQL, instead of being encoded again by the JSONField.
     """
-    insert, row_marks = _insert_text(connection.vendor)
+    insert, row_marks = _insert_text(vendor)
     created_at = sql.prep(RunEvent, "created_at", at)
-    vendor = connection.vendor
     params: list[Any] = []
     for user_id, run_id, seq, event_type, data_text, frame in rows:
         run = _run_value(vendor, run_id)
         params += (user_id, run, seq, event_type, data_text, frame, created_at)
     width = len(EVENT_COLUMNS)
-    with connection.cursor() as cursor:
-        for first in range(0, len(rows), INSERT_CHUNK):
-            count = min(INSERT_CHUNK, len(rows) - first)
-            cursor.execute(
-                insert + ", ".join([row_marks] * count),
-                params[first * width : (first + count) * width],
-            )
+    for first in range(0, len(rows), INSERT_CHUNK):
+        count = min(INSERT_CHUNK, len(rows) - first)
+        cursor.execute(
+            insert + ", ".join([row_marks] * count),
+            params[first * width : (first + count) * width],
+        )
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import close_old_connections, connections
 
 from agents.events.frames import RunRef, envelope_frame, event_envelope
+from agents.events.inline import InlineStore
 from agents.events.store import NewEvent, events_record
 from agents.metrics import EVENT_BATCH_SECONDS, EVENT_BATCH_SIZE, EVENT_BATCH_WAIT_SECONDS
 
@@ -71,9 +72,16 @@ class EventWriter:
     """Stores the events of every user of this process, in batches, and publishes them."""
 
     def __init__(
-        self, *, publish: Publish, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE
+        self,
+        *,
+        publish: Publish,
+        max_batch: int = MAX_BATCH,
+        max_queue: int = MAX_QUEUE,
+        inline: InlineStore | None = None,
     ) -> None:
         self._publish = publish
+        # SQLite: small batches stored on the loop's thread when they can be (inline.py).
+        self._inline = inline
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._queue: list[_Pending] = []
@@ -84,6 +92,7 @@ class EventWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-writer")
         self._closed = False
         self.batches = 0
+        self.inline_batches = 0
         _writers.add(self)
 
     async def write(self, run: RunRef, event: NewEvent, called_at: float) -> dict[str, Any]:
@@ -134,7 +143,9 @@ class EventWriter:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: len(batch)]
                 taken = time.time()
-                outcomes = await loop.run_in_executor(self._executor, _store, batch)
+                outcomes = self._store_here(batch)
+                if outcomes is None:
+                    outcomes = await loop.run_in_executor(self._executor, _store, batch)
                 self.batches += 1
                 _observe(batch, taken)
                 await self._finish(batch, outcomes)
@@ -144,6 +155,18 @@ class EventWriter:
                     pending.future.set_exception(RuntimeError("event writer stopped"))
             self._queue.clear()
             raise
+
+    def _store_here(self, batch: list[_Pending]) -> list[Outcome] | None:
+        """Store the batch on the loop's thread if the InlineStore takes it; else None."""
+        if self._inline is None:
+            return None
+        stored = self._inline.store(
+            [p.event for p in batch], lambda i, seq, at, text: batch[i].encode(seq, at, text)
+        )
+        if stored is None:
+            return None
+        self.inline_batches += 1
+        return list(stored)
 
     async def _finish(self, batch: list[_Pending], outcomes: list[Outcome]) -> None:
         stored = [
@@ -171,6 +194,8 @@ class EventWriter:
             self._task.cancel()
         self._executor.submit(connections.close_all).result()
         self._executor.shutdown(wait=True)
+        if self._inline is not None:
+            self._inline.close()
 
 
 # Every writer of this process, so that all can be closed at exit (and by tests,

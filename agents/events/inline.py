@@ -1,0 +1,144 @@
+"""Small batches stored on the event loop's own thread (SQLite), when the write lock is free.
+
+At a few thousand events a second the writer's batches are small (2-4
+events), and handing each one to the writer thread and back cost more than
+storing it: two thread wake-ups and the GIL passed back and forth per batch
+(bench/RESULTS.md has the figures). So a small batch without run changes is
+stored right here, on a plain sqlite3 connection of its own that never waits:
+its busy timeout is 0, so when another connection holds the write lock, or
+anything else goes wrong, nothing of the batch is kept and it goes to the
+writer thread as before (which waits for the lock, and isolates a failing
+event). Django refuses database calls on a thread running an event loop
+because they could block it; this connection cannot wait for a lock, and
+writes a small batch to the page cache (synchronous=NORMAL: no fsync at
+commit; checkpoints are left to the process's checkpointer and the writer
+thread's connection).
+"""
+
+import contextlib
+import functools
+import logging
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from agents.events.store import FrameEncoder, NewEvent, counters_bump, events_insert
+
+logger = logging.getLogger(__name__)
+
+# Batches up to this size are tried here; bigger ones (under load) go to the
+# writer thread, whose SQLite work runs beside the loop's instead of in it.
+INLINE_MAX = 32
+
+
+class InlineStore:
+    """Stores a small batch in the loop's thread, or declines it (None) for the writer thread."""
+
+    def __init__(self) -> None:
+        self._database: str | None = None  # the default database's file, read at first use
+        self._db: sqlite3.Connection | None = None
+        self._warned = False
+
+    def store(
+        self, events: Sequence[NewEvent], encode: FrameEncoder
+    ) -> list[tuple[int, datetime, str]] | None:
+        """Store the events in one transaction now, as events_record does; None if not here."""
+        if len(events) > INLINE_MAX or any(e.run_change is not None for e in events):
+            return None
+        db = self._connection()
+        if db is None:
+            return None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return None  # another connection is writing: the writer thread waits for it
+        try:
+            cursor = _Cursor(db.cursor())
+            counts = Counter(event.user_id for event in events)
+            next_seq, missing = counters_bump(cursor, counts, lock=False)
+            if missing:
+                raise _NotHere("a user's first event makes the counter row (writer thread)")
+            stored = events_insert(cursor, "sqlite", events, next_seq, encode)
+            db.execute("COMMIT")
+            return stored
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            self._declined(exc)
+            return None
+
+    def close(self) -> None:
+        """Close the connection (any thread, once the writer has stopped)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._database is None:
+            self._database = _database_file()
+        if self._db is None and self._database:
+            db = sqlite3.connect(
+                self._database,
+                timeout=0,
+                isolation_level=None,
+                check_same_thread=False,  # made on one thread, used by the writer's loop
+                uri=self._database.startswith("file:"),
+            )
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                # Without WAL a writer blocks readers: keep every write on the writer thread.
+                db.close()
+                self._database = ""
+                return None
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._db = db
+        return self._db
+
+    def _declined(self, exc: Exception) -> None:
+        if isinstance(exc, _NotHere | sqlite3.OperationalError) or self._warned:
+            logger.debug("a batch went to the writer thread: %r", exc)
+            return
+        self._warned = True
+        logger.warning("storing a batch on the loop failed; the writer thread stores it: %r", exc)
+
+
+def _database_file() -> str:
+    """Return the default database's file if it is SQLite in a file; else ''."""
+    name = str(connection.settings_dict.get("NAME") or "")
+    if connection.vendor != "sqlite" or name == ":memory:" or "mode=memory" in name:
+        return ""
+    return name
+
+
+class _NotHere(Exception):
+    """The batch needs what only the writer thread does."""
+
+
+class _Cursor:
+    """A sqlite3 cursor taking our statements' %s placeholders, as Django's SQLite backend does."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        """Run one statement."""
+        self._cursor.execute(_qmarks(sql), params)
+
+    def fetchall(self) -> list[Any]:
+        """Return the rows the statement returned."""
+        return self._cursor.fetchall()
+
+
+_FORMAT_MARK = re.compile(r"(?<!%)%s")
+
+
+@functools.lru_cache(maxsize=256)
+def _qmarks(sql: str) -> str:
+    return _FORMAT_MARK.sub("?", sql).replace("%%", "%")
