@@ -1,4 +1,4 @@
-"""InlineStore: small batches stored on the loop's thread (SQLite), or handed to the writer thread."""
+"""InlineStore: small batches stored on the loop's thread (SQLite), or left to the writer thread."""
 
 import asyncio
 import sqlite3
@@ -115,7 +115,7 @@ async def test_a_failing_event_leaves_nothing_inline_and_fails_alone(amake_user)
 async def test_first_events_run_changes_and_big_batches_go_to_the_writer_thread(amake_user):
     user = await amake_user()  # no counter row yet: the writer thread makes it
     ref = await make_run(user)
-    writer, published = writer_with_inline()
+    writer, _ = writer_with_inline()
     await writer.write(ref, event(user, ref, "first"), 0.0)
     assert writer.inline_batches == 0
     started = NewEvent(user.pk, ref.run_id, "agent_started", {}, {"status": "running"})
