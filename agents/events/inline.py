@@ -3,8 +3,8 @@
 At a few thousand events a second the writer's batches are small (2-4
 events), and handing each one to the writer thread and back cost more than
 storing it: two thread wake-ups and the GIL passed back and forth per batch
-(bench/RESULTS.md has the figures). So a small batch without run changes is
-stored right here, on a plain sqlite3 connection of its own that never waits:
+(bench/RESULTS.md has the figures). So a small batch, with the run changes
+its events carry, is stored right here, on a plain sqlite3 connection of its own that never waits:
 its busy timeout is 0, so when another connection holds the write lock, or
 anything else goes wrong, nothing of the batch is kept and it goes to the
 writer thread as before (which waits for the lock, and isolates a failing
@@ -28,6 +28,7 @@ from typing import Any
 from django.db import connection
 
 from agents.events.store import FrameEncoder, NewEvent, counters_bump, events_insert
+from agents.services.runs import run_change_statement
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class InlineStore:
         self, events: Sequence[NewEvent], encode: FrameEncoder
     ) -> list[tuple[int, datetime, str]] | None:
         """Store the events in one transaction now, as events_record does; None if not here."""
-        if len(events) > INLINE_MAX or any(e.run_change is not None for e in events):
+        if len(events) > INLINE_MAX:
             return None
         db = self._connection()
         if db is None:
@@ -59,6 +60,11 @@ class InlineStore:
             return None  # another connection is writing: the writer thread waits for it
         try:
             cursor = _Cursor(db.cursor())
+            for event in events:
+                if event.run_change is not None:
+                    cursor.execute(
+                        *run_change_statement(run_id=event.run_id, change=event.run_change)
+                    )
             counts = Counter(event.user_id for event in events)
             next_seq, missing = counters_bump(cursor, counts, lock=False)
             if missing:

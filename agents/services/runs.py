@@ -90,18 +90,18 @@ def run_create(draft: RunDraft) -> Run:
 def run_mark_running(*, run_id: str) -> datetime:
     """Mark a queued run as running and return its start time."""
     now = timezone.now()
-    _run_update(run_id, {"status": Run.Status.RUNNING, "started_at": now})
+    sql.execute(*_running(run_id, now))
     return now
 
 
 def run_wait_input(*, run_id: str) -> None:
     """Mark a running run as waiting for its user."""
-    _run_update(run_id, {"status": Run.Status.WAITING_INPUT}, only_if=[Run.Status.RUNNING])
+    sql.execute(*_waiting(run_id))
 
 
 def run_resume_input(*, run_id: str) -> None:
     """Mark a run that was waiting for its user as running again."""
-    _run_update(run_id, {"status": Run.Status.RUNNING}, only_if=[Run.Status.WAITING_INPUT])
+    sql.execute(*_resumed(run_id))
 
 
 def run_finish(
@@ -115,6 +115,45 @@ def run_finish(
     output_tokens: int | None = None,
 ) -> None:
     """Record the end of a run and its token usage; an ended run keeps its first outcome."""
+    sql.execute(
+        *_ended(
+            run_id,
+            status=status,
+            result=result,
+            error_code=error_code,
+            error_message=error_message,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
+    )
+
+
+# A statement: its SQL text (with %s placeholders) and its parameters.
+Statement = tuple[str, list[Any]]
+
+
+def _running(run_id: str, now: datetime) -> Statement:
+    return _run_update(run_id, {"status": Run.Status.RUNNING, "started_at": now})
+
+
+def _waiting(run_id: str) -> Statement:
+    return _run_update(run_id, {"status": Run.Status.WAITING_INPUT}, only_if=[Run.Status.RUNNING])
+
+
+def _resumed(run_id: str) -> Statement:
+    return _run_update(run_id, {"status": Run.Status.RUNNING}, only_if=[Run.Status.WAITING_INPUT])
+
+
+def _ended(
+    run_id: str,
+    *,
+    status: str,
+    result: str = "",
+    error_code: str = "",
+    error_message: str = "",
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+) -> Statement:
     values = {
         "status": status,
         "finished_at": timezone.now(),
@@ -124,7 +163,7 @@ def run_finish(
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
     }
-    _run_update(run_id, values, unless=list(Run.TERMINAL))
+    return _run_update(run_id, values, unless=list(Run.TERMINAL))
 
 
 def _run_update(
@@ -133,8 +172,8 @@ def _run_update(
     *,
     only_if: Sequence[str] = (),
     unless: Sequence[str] = (),
-) -> None:
-    """UPDATE one run's fields, if its status is in `only_if` / not in `unless`.
+) -> Statement:
+    """The UPDATE of one run's fields, if its status is in `only_if` / not in `unless`.
 
     Written out (agents/sql.py): the run changes commit with events in the
     writer's batches (two per run, at least).
@@ -147,23 +186,27 @@ def _run_update(
         if statuses:
             where.append(f"{sql.column(Run, 'status')} {operator} ({sql.marks(statuses)})")
             params.extend(statuses)
-    sql.execute(
-        f"UPDATE {sql.table(Run)} SET {', '.join(columns)} WHERE {' AND '.join(where)}", params
-    )
+    text = f"UPDATE {sql.table(Run)} SET {', '.join(columns)} WHERE {' AND '.join(where)}"
+    return text, params
+
+
+def run_change_statement(*, run_id: str, change: dict[str, Any]) -> Statement:
+    """Return the UPDATE of the run change an event commits with (started, waiting, resumed, ended).
+
+    Not run here: the event's store runs it in its own transaction, on whichever
+    connection stores the batch (agents/events/store.py, inline.py).
+    """
+    status = change["status"]
+    if status == Run.Status.RUNNING:
+        return _resumed(run_id) if change.get("resumed") else _running(run_id, timezone.now())
+    if status == Run.Status.WAITING_INPUT:
+        return _waiting(run_id)
+    return _ended(run_id, **change)
 
 
 def run_change_apply(*, run_id: str, change: dict[str, Any]) -> None:
     """Apply the run change an event commits with: started, waiting, resumed, or ended."""
-    status = change["status"]
-    if status == Run.Status.RUNNING:
-        if change.get("resumed"):
-            run_resume_input(run_id=run_id)
-        else:
-            run_mark_running(run_id=run_id)
-    elif status == Run.Status.WAITING_INPUT:
-        run_wait_input(run_id=run_id)
-    else:
-        run_finish(run_id=run_id, **change)
+    sql.execute(*run_change_statement(run_id=run_id, change=change))
 
 
 def run_claim_interrupted(*, run_id: str, message: str) -> bool:

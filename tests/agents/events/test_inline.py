@@ -12,7 +12,7 @@ from agents.events.frames import encode_frame
 from agents.events.inline import INLINE_MAX, InlineStore
 from agents.events.store import NewEvent
 from agents.events.writer import EventWriter, StoredEvent
-from agents.models import RunEvent, UserEventCounter
+from agents.models import Run, RunEvent, UserEventCounter
 from tests.agents.events.test_emitter import make_run
 
 pytestmark = [
@@ -112,17 +112,50 @@ async def test_a_failing_event_leaves_nothing_inline_and_fails_alone(amake_user)
     await database_sync_to_async(writer.close)()
 
 
-async def test_first_events_run_changes_and_big_batches_go_to_the_writer_thread(amake_user):
+async def test_a_first_event_and_a_big_batch_go_to_the_writer_thread(amake_user):
     user = await amake_user()  # no counter row yet: the writer thread makes it
     ref = await make_run(user)
     writer, _ = writer_with_inline()
     await writer.write(ref, event(user, ref, "first"), 0.0)
     assert writer.inline_batches == 0
-    started = NewEvent(user.pk, ref.run_id, "agent_started", {}, {"status": "running"})
-    await writer.write(ref, started, 0.0)
-    assert writer.inline_batches == 0
     many = [writer.write(ref, event(user, ref, str(i)), 0.0) for i in range(INLINE_MAX + 1)]
     await asyncio.gather(*many)
     assert writer.inline_batches == 0
-    assert [seq for seq, _, _ in await stored(user.pk)] == list(range(1, INLINE_MAX + 4))
+    assert [seq for seq, _, _ in await stored(user.pk)] == list(range(1, INLINE_MAX + 3))
+    await database_sync_to_async(writer.close)()
+
+
+@database_sync_to_async
+def run_row(ref):
+    return Run.objects.values("status", "result", "started_at", "finished_at").get(pk=ref.run_id)
+
+
+async def test_run_changes_commit_inline_with_their_events(amake_user):
+    user = await amake_user()
+    ref = await make_run(user)
+    await give_counter(user)
+    writer, _ = writer_with_inline()
+
+    def changing(event_type, change):
+        return NewEvent(user.pk, ref.run_id, event_type, {}, change)
+
+    await asyncio.gather(
+        writer.write(ref, changing("agent_started", {"status": "running"}), 0.0),
+        writer.write(ref, event(user, ref, "x"), 0.0),
+    )
+    started = await run_row(ref)
+    assert started["status"] == "running" and started["started_at"] is not None
+    await writer.write(ref, changing("input_requested", {"status": "waiting_input"}), 0.0)
+    assert (await run_row(ref))["status"] == "waiting_input"
+    await writer.write(ref, changing("input_resolved", {"status": "running", "resumed": True}), 0.0)
+    assert (await run_row(ref))["status"] == "running"
+    done = {"status": "completed", "result": "42"}
+    await writer.write(ref, changing("agent_completed", done), 0.0)
+    # an ended run keeps its first outcome, inline as on the thread
+    await writer.write(ref, changing("agent_error", {"status": "failed", "error_code": "x"}), 0.0)
+    ended = await run_row(ref)
+    assert (ended["status"], ended["result"]) == ("completed", "42")
+    assert ended["finished_at"] is not None
+    assert writer.inline_batches == writer.batches == 5
+    assert [seq for seq, _, _ in await stored(user.pk)] == [1, 2, 3, 4, 5, 6]
     await database_sync_to_async(writer.close)()
