@@ -11,8 +11,8 @@ writer thread as before (which waits for the lock, and isolates a failing
 event). Django refuses database calls on a thread running an event loop
 because they could block it; this connection cannot wait for a lock, and
 writes a small batch to the page cache (synchronous=NORMAL: no fsync at
-commit; checkpoints are left to the process's checkpointer and the writer
-thread's connection).
+commit; checkpoints are the process's checkpointer's, as for every connection,
+unless SQLITE_CHECKPOINT_SECONDS=0 asks SQLite to do them in commits).
 """
 
 import contextlib
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from agents.events.store import FrameEncoder, NewEvent, counters_bump, events_insert
@@ -103,7 +104,10 @@ class InlineStore:
                 return None
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA wal_autocheckpoint = 0")
+            # As the project's connections (settings.sqlite_database): with the process's
+            # checkpointer on, none in a commit; without it, SQLite's own, in commits.
+            pages = 0 if settings.SQLITE_CHECKPOINT_SECONDS else 1000
+            db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
             self._db = db
         return self._db
 
