@@ -104,28 +104,12 @@ def run_resume_input(*, run_id: str) -> None:
     sql.execute(*_resumed(run_id))
 
 
-def run_finish(
-    *,
-    run_id: str,
-    status: str,
-    result: str = "",
-    error_code: str = "",
-    error_message: str = "",
-    input_tokens: int | None = None,
-    output_tokens: int | None = None,
-) -> None:
-    """Record the end of a run and its token usage; an ended run keeps its first outcome."""
-    sql.execute(
-        *_ended(
-            run_id,
-            status=status,
-            result=result,
-            error_code=error_code,
-            error_message=error_message,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-        )
-    )
+def run_finish(*, run_id: str, **outcome: Any) -> None:
+    """Record the end of a run and its token usage (the fields `_ended` takes).
+
+    An ended run keeps its first outcome; an unknown field is a TypeError.
+    """
+    sql.execute(*_ended(run_id, **outcome))
 
 
 # A statement: its SQL text (with %s placeholders) and its parameters.
