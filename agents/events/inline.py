@@ -41,24 +41,29 @@ INLINE_MAX = 32
 class InlineStore:
     """Stores a small batch in the loop's thread, or declines it (None) for the writer thread."""
 
-    def __init__(self) -> None:
-        self._database: str | None = None  # the default database's file, read at first use
+    def __init__(self, database: str | None = None) -> None:
+        # None: the default database's file, read at first use (after the tests make theirs).
+        self._database = database
         self._db: sqlite3.Connection | None = None
         self._warned = False
 
     def store(
         self, events: Sequence[NewEvent], encode: FrameEncoder
     ) -> list[tuple[int, datetime, str]] | None:
-        """Store the events in one transaction now, as events_record does; None if not here."""
+        """Store the events in one transaction now, as events_record does; None if not here.
+
+        Never raises: whatever goes wrong here, the writer thread stores the batch.
+        """
         if len(events) > INLINE_MAX:
             return None
-        db = self._connection()
-        if db is None:
-            return None
         try:
+            db = self._connection()
+            if db is None:
+                return None
             db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            return None  # another connection is writing: the writer thread waits for it
+        except sqlite3.Error as exc:  # mostly: another connection is writing
+            self._declined(exc)
+            return None
         try:
             cursor = _Cursor(db.cursor())
             for event in events:
@@ -74,8 +79,7 @@ class InlineStore:
             db.execute("COMMIT")
             return stored
         except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+            self._roll_back(db)
             self._declined(exc)
             return None
 
@@ -84,6 +88,13 @@ class InlineStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def _roll_back(self, db: sqlite3.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        if db.in_transaction:
+            # Still holding the write lock would stall every other writer: let go of it.
+            self.close()
 
     def _connection(self) -> sqlite3.Connection | None:
         if self._database is None:
@@ -112,11 +123,15 @@ class InlineStore:
         return self._db
 
     def _declined(self, exc: Exception) -> None:
-        if isinstance(exc, _NotHere | sqlite3.OperationalError) or self._warned:
+        if isinstance(exc, _NotHere) or _locked(exc) or self._warned:
             logger.debug("a batch went to the writer thread: %r", exc)
             return
         self._warned = True
         logger.warning("storing a batch on the loop failed; the writer thread stores it: %r", exc)
+
+
+def _locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _database_file() -> str:

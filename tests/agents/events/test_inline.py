@@ -159,3 +159,26 @@ async def test_run_changes_commit_inline_with_their_events(amake_user):
     assert writer.inline_batches == writer.batches == 5
     assert [seq for seq, _, _ in await stored(user.pk)] == [1, 2, 3, 4, 5, 6]
     await database_sync_to_async(writer.close)()
+
+
+async def test_a_store_that_cannot_open_its_database_leaves_every_batch_to_the_thread(
+    amake_user, tmp_path, caplog
+):
+    user = await amake_user()
+    ref = await make_run(user)
+    await give_counter(user)
+    published = []
+
+    async def publish(events):
+        published.extend(events)
+
+    # a directory is no database: connecting fails, every time
+    writer = EventWriter(publish=publish, inline=InlineStore(str(tmp_path)))
+    for i in range(3):
+        await writer.write(ref, event(user, ref, str(i)), 0.0)
+    assert writer.inline_batches == 0 and writer.batches == 3
+    assert [seq for seq, _, _ in await stored(user.pk)] == [1, 2, 3]
+    assert [e.seq for e in published] == [1, 2, 3]
+    warnings = [r for r in caplog.records if r.name == "agents.events.inline"]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"  # said once, not per batch
+    await database_sync_to_async(writer.close)()
