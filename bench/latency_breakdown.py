@@ -146,8 +146,10 @@ def report(seen: dict[str, Any], args: argparse.Namespace) -> str:
         f"{len(per_stage['events per batch']):,} batches in all, "
         f"{sum(1 for b in seen['kept']['batches'] if b.get('where') == 'loop'):,} of them stored "
         "on the loop's thread, the others on the writer's); garbage collections: "
-        f"{sum(1 for _, g in full if g == 2)} of generation 2, "
-        f"{sum(1 for _, g in full if g < 2)} younger.",
+        f"{sum(1 for _, g, _ in full if g == 2)} of generation 2 "
+        f"(the longest {max((t for _, g, t in full if g == 2), default=0) * 1e3:.1f} ms), "
+        f"{sum(1 for _, g, _ in full if g < 2)} younger "
+        f"(the longest {max((t for _, g, t in full if g < 2), default=0) * 1e3:.1f} ms).",
     ]
     store = per_stage["store, wall"]
     record("breakdown p50 ms, store of a batch", quantile(store, 0.5))

@@ -6,7 +6,7 @@ Wraps the writer's store (on the loop's thread or the writer's) and publish
 where it was stored, its size, its oldest and newest event's emit time, and
 the storing thread's CPU time for the store. The
 first SIGUSR1 clears what was kept (after the warm-up); the second writes it,
-with the process's garbage collections, to the JSON file in
+with the process's garbage collections (and how long each took), to the JSON file in
 TIMED_DAPHNE_OUT.
 """
 
@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 BATCHES: list[dict[str, Any]] = []
-COLLECTIONS: list[tuple[float, int]] = []
+COLLECTIONS: list[tuple[float, int, float]] = []  # (start, generation, seconds)
+_collection_started = 0.0
 _armed = False
 
 
@@ -35,8 +36,12 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 def _on_collection(phase: str, info: dict[str, Any]) -> None:
+    global _collection_started
     if phase == "start":
-        COLLECTIONS.append((time.time(), int(info["generation"])))
+        _collection_started = time.perf_counter()
+    else:
+        took = time.perf_counter() - _collection_started
+        COLLECTIONS.append((time.time() - took, int(info["generation"]), took))
 
 
 def install() -> None:

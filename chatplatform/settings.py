@@ -336,6 +336,8 @@ EVENT_WRITER_MAX_QUEUE = env_int("EVENT_WRITER_MAX_QUEUE", 10_000)
 # (agents/events/inline.py); off, every batch goes through the writer thread.
 EVENT_WRITER_INLINE = env_bool("EVENT_WRITER_INLINE", True)
 GIL_SWITCH_INTERVAL_SECONDS = env_float("GIL_SWITCH_INTERVAL_SECONDS", 0.0005)
+# gc.freeze() once started (chatplatform/asgi.py): full collections skip what starting made.
+GC_FREEZE_AT_START = env_bool("GC_FREEZE_AT_START", True)
 
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 90)
 
