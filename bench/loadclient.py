@@ -291,8 +291,8 @@ async def _read_all(
     for lean, spec in zip(opened, share, strict=True):
         if spec.start is not None:
             lean.send_text(spec.start)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(done, deadline_s)
+    # asyncio.wait, not wait_for: a timeout must not cancel `done` (that would read as done).
+    await asyncio.wait([done], timeout=deadline_s)
     if not done.done():
         outcome.cpu = time.process_time() - cpu_at_go
     await asyncio.gather(*(lean.close() for lean in opened), return_exceptions=True)
