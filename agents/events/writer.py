@@ -2,6 +2,8 @@
 
 One transaction per batch instead of one per event (group commit): while a
 batch commits on the writer's own thread, the next one gathers in the queue.
+On SQLite a small batch is stored on the loop's thread instead when the write
+lock is free (inline.py: no hand-off to the thread and back).
 Events keep the order they were written in; each is published only once its
 batch has committed (persist before send), and its writer learns the outcome.
 """
