@@ -20,7 +20,6 @@ import functools
 import logging
 import re
 import sqlite3
-from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,8 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from agents.events.store import FrameEncoder, NewEvent, counters_bump, events_insert
-from agents.services.runs import run_change_statement
+from agents.events.store import CountersMissing, FrameEncoder, NewEvent, events_record_on
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +63,9 @@ class InlineStore:
             self._declined(exc)
             return None
         try:
-            cursor = _Cursor(db.cursor())
-            for event in events:
-                if event.run_change is not None:
-                    cursor.execute(
-                        *run_change_statement(run_id=event.run_id, change=event.run_change)
-                    )
-            counts = Counter(event.user_id for event in events)
-            next_seq, missing = counters_bump(cursor, counts, lock=False)
-            if missing:
-                raise _NotHere("a user's first event makes the counter row (writer thread)")
-            stored = events_insert(cursor, "sqlite", events, next_seq, encode)
+            # The same work as on the writer thread; a user's first event (no counter
+            # row yet) raises CountersMissing and goes there.
+            stored = events_record_on(_Cursor(db.cursor()), "sqlite", events, encode, lock=False)
             db.execute("COMMIT")
             return stored
         except Exception as exc:
@@ -107,27 +97,38 @@ class InlineStore:
                 check_same_thread=False,  # made on one thread, used by the writer's loop
                 uri=self._database.startswith("file:"),
             )
-            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
+            try:
+                wal = _set_up(db)
+            except sqlite3.Error:
+                db.close()  # tried again with the next batch
+                raise
+            if not wal:
                 # Without WAL a writer blocks readers: keep every write on the writer thread.
                 db.close()
                 self._database = ""
                 return None
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA synchronous = NORMAL")
-            # As the project's connections (settings.sqlite_database): with the process's
-            # checkpointer on, none in a commit; without it, SQLite's own, in commits.
-            pages = 0 if settings.SQLITE_CHECKPOINT_SECONDS else 1000
-            db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
             self._db = db
         return self._db
 
     def _declined(self, exc: Exception) -> None:
-        if isinstance(exc, _NotHere) or _locked(exc) or self._warned:
+        if isinstance(exc, CountersMissing) or _locked(exc) or self._warned:
             logger.debug("a batch went to the writer thread: %r", exc)
             return
         self._warned = True
         logger.warning("storing a batch on the loop failed; the writer thread stores it: %r", exc)
+
+
+def _set_up(db: sqlite3.Connection) -> bool:
+    """Set the connection up as the project's own; return False if the database is not WAL."""
+    if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        return False
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA synchronous = NORMAL")
+    # As the project's connections (settings.sqlite_database): with the process's
+    # checkpointer on, none in a commit; without it, SQLite's own, in commits.
+    pages = 0 if settings.SQLITE_CHECKPOINT_SECONDS else 1000
+    db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+    return True
 
 
 def _locked(exc: Exception) -> bool:
@@ -140,10 +141,6 @@ def _database_file() -> str:
     if connection.vendor != "sqlite" or name == ":memory:" or "mode=memory" in name:
         return ""
     return name
-
-
-class _NotHere(Exception):
-    """The batch needs what only the writer thread does."""
 
 
 class _Cursor:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents import sql
 from agents.events.frames import encode_data
 from agents.models import Run, RunEvent, UserEventCounter
-from agents.services.runs import run_change_apply
+from agents.services.runs import run_change_statement
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,56 @@ def events_record(
     """
     if not events:
         return []
-    with transaction.atomic():
-        for event in events:
-            if event.run_change is not None:
-                run_change_apply(run_id=event.run_id, change=event.run_change)
-        with connection.cursor() as cursor:
-            lock = connection.features.has_select_for_update
-            counts = Counter(event.user_id for event in events)
-            next_seq, missing = counters_bump(cursor, counts, lock=lock)
-            if missing:
-                # Users whose first event this is: their counter rows are made, then bumped.
-                UserEventCounter.objects.bulk_create(
-                    [UserEventCounter(user_id=user_id) for user_id in missing],
-                    ignore_conflicts=True,
-                )
-                more, _ = counters_bump(cursor, {u: counts[u] for u in missing}, lock=lock)
-                next_seq.update(more)
-            return events_insert(cursor, connection.vendor, events, next_seq, encode)
+    with transaction.atomic(), connection.cursor() as cursor:
+        return events_record_on(
+            cursor,
+            connection.vendor,
+            events,
+            encode,
+            lock=connection.features.has_select_for_update,
+            make_counters=_counters_make,
+        )
+
+
+class CountersMissing(Exception):
+    """Users without a counter row yet, and no way given to make them."""
+
+
+def events_record_on(
+    cursor: Any,
+    vendor: str,
+    events: Sequence[NewEvent],
+    encode: FrameEncoder | None,
+    *,
+    lock: bool,
+    make_counters: Callable[[list[int]], None] | None = None,
+) -> list[tuple[int, datetime, str]]:
+    """Do events_record's work through `cursor`, in the transaction its caller holds.
+
+    The run changes, the seqs and the rows, on any DB-API cursor taking %s
+    placeholders: Django's (events_record) or the loop's own SQLite connection
+    (agents/events/inline.py). Users whose first event this is get their counter
+    rows from `make_counters`; without it, CountersMissing is raised.
+    """
+    for event in events:
+        if event.run_change is not None:
+            cursor.execute(*run_change_statement(run_id=event.run_id, change=event.run_change))
+    counts = Counter(event.user_id for event in events)
+    next_seq, missing = counters_bump(cursor, counts, lock=lock)
+    if missing:
+        if make_counters is None:
+            raise CountersMissing(missing)
+        make_counters(missing)
+        more, _ = counters_bump(cursor, {u: counts[u] for u in missing}, lock=lock)
+        next_seq.update(more)
+    return events_insert(cursor, vendor, events, next_seq, encode)
+
+
+def _counters_make(user_ids: list[int]) -> None:
+    """Make the counter rows of users whose first event this is (Django's connection)."""
+    UserEventCounter.objects.bulk_create(
+        [UserEventCounter(user_id=user_id) for user_id in user_ids], ignore_conflicts=True
+    )
 
 
 def counters_bump(
