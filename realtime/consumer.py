@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -66,9 +67,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     closing = False
     # No channel-layer channel per socket: events come from the process's hub
     # (one layer subscription per user per process), nothing else is sent here.
-    # An alias with no configuration makes Channels skip the channel (its
-    # get_channel_layer returns None); tests/realtime/test_adapters.py checks it.
-    channel_layer_alias = "sockets-use-the-hub"
+    channel_layer = None
 
     def __init__(
         self, *, registry: AgentRegistry, hub: LocalHub, connections: ConnectionBook
@@ -78,6 +77,23 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.registry = registry
         self.hub = hub
         self.connections = connections
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the socket: each ASGI message read and dispatched in turn.
+
+        Channels' own __call__ reads the socket and the consumer's channel-layer
+        channel side by side, each receive a task of its own under asyncio.wait
+        (await_many_dispatch): about 2.9 kB held by every idle socket. This
+        consumer has no channel (events come from the hub), so it reads the one
+        source directly; messages are still handled one at a time, in order.
+        """
+        self.scope = scope
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Hand an ASGI message to its handler, without a thread hop first.

@@ -1,5 +1,7 @@
 """The few places that rely on library internals fail here, loudly, when a library changes."""
 
+import asyncio
+
 import pytest
 from channels_redis import pubsub
 
@@ -39,6 +41,33 @@ def test_the_redis_setting_chooses_the_pipelined_layer(monkeypatch):
     assert layers["default"]["BACKEND"] == "realtime.layers.PipelinedPubSubChannelLayer"
 
 
+def test_daphne_still_creates_applications_as_the_input_queue_copy_does():
+    # realtime/inputqueue.create_application is daphne's Server.create_application with
+    # another queue. If daphne changes its own, compare the two and update the copy.
+    import ast
+    import inspect
+
+    import daphne.server
+
+    tree = ast.parse(inspect.getsource(daphne.server))
+    server = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Server")
+    method = next(
+        n for n in server.body if isinstance(n, ast.FunctionDef) and n.name == "create_application"
+    )
+    body = [ast.unparse(statement) for statement in method.body[1:]]  # after the docstring
+    assert body == [
+        "assert 'application_instance' not in self.connections[protocol]",
+        "input_queue = asyncio.Queue()",
+        "scope.setdefault('asgi', {'version': '3.0'})",
+        "application_instance = self.application(scope=scope, receive=input_queue.get, "
+        "send=partial(self.handle_reply, protocol))",
+        "if protocol not in self.connections:\n    return None",
+        "self.connections[protocol]['application_instance'] = asyncio.ensure_future("
+        "application_instance, loop=asyncio.get_event_loop())",
+        "return input_queue",
+    ], "daphne changed Server.create_application: review realtime/inputqueue.py"
+
+
 def test_daphne_and_twisted_still_have_what_the_send_guard_uses():
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet.abstract import FileDescriptor
@@ -52,13 +81,33 @@ def test_daphne_and_twisted_still_have_what_the_send_guard_uses():
 
 
 async def test_sockets_get_no_channel_layer_channel_of_their_own(amake_user, registry, process):
-    # The consumer's channel_layer_alias names no layer, so Channels gives it no
-    # channel (events come from the hub); if Channels changed that, every socket
-    # would cost a layer channel again.
+    # Events come from the hub: a socket asks the layer for no channel of its own
+    # (Channels' AsyncConsumer.__call__ would make one per socket).
     user = await amake_user()
     comm, _ = await connect_user(user)
     assert process.layer.channels == {}
     await comm.disconnect()
+
+
+async def test_an_idle_socket_holds_one_task_its_application(amake_user, registry):
+    # Channels' AsyncConsumer.__call__ runs each receive as a task of its own under
+    # asyncio.wait (await_many_dispatch): a second task, a waiter future and their
+    # callbacks held by every idle socket. AgentConsumer.__call__ reads directly.
+    user = await amake_user()
+    first, _ = await connect_user(user)  # the user's session and hub entry exist now
+    await asyncio.sleep(0.05)
+    before = asyncio.all_tasks()
+    second, _ = await connect_user(user)
+    await asyncio.sleep(0.05)
+    added = asyncio.all_tasks() - before
+    assert len(added) == 1, added  # the application's own (the communicator's)
+    # and messages still reach their handlers, in order, until the socket closes
+    await send(second, {"type": "ping", "request_id": "a"})
+    await send(second, {"type": "ping", "request_id": "b"})
+    pongs = [await second.receive_json_from(timeout=10) for _ in range(2)]
+    assert [(p["type"], p["request_id"]) for p in pongs] == [("pong", "a"), ("pong", "b")]
+    await second.disconnect()
+    await first.disconnect()
 
 
 async def test_frames_reach_the_consumer_without_channels_database_hop(
