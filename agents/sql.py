@@ -73,6 +73,13 @@ def fetch_one(sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     return None if row is None else tuple(row)
 
 
+def fetch_all(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one query; return all its rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
 def insert(obj: Model) -> None:
     """INSERT a new instance with all its columns, as save() would (without its signals)."""
     model = type(obj)

@@ -2,15 +2,20 @@
 
 from django.db.models import QuerySet
 
+from agents import sql
 from agents.models import RunEvent, UserEventCounter
 
 
 def user_last_seq(*, user_id: int) -> int:
     """Return the seq of the user's latest event (0 if none)."""
-    value = (
-        UserEventCounter.objects.filter(user_id=user_id).values_list("last_seq", flat=True).first()
+    # Written out (agents/sql.py): every resume reads it, and a reconnecting crowd
+    # resumes all at once.
+    row = sql.fetch_one(
+        f"SELECT {sql.column(UserEventCounter, 'last_seq')} FROM {sql.table(UserEventCounter)} "
+        f"WHERE {sql.column(UserEventCounter, 'user')} = %s",
+        [user_id],
     )
-    return int(value or 0)
+    return int(row[0]) if row is not None else 0
 
 
 def _after(user_id: int, seq: int, through_seq: int | None) -> QuerySet[RunEvent]:
@@ -32,7 +37,19 @@ def frames_after(
     *, user_id: int, seq: int, limit: int = 500, through_seq: int | None = None
 ) -> list[tuple[int, str]]:
     """Return (seq, stored frame) of up to `limit` of the user's events after `seq`, in order."""
-    return list(_after(user_id, seq, through_seq).values_list("seq", "frame")[:limit])
+    # Written out, as user_last_seq is: each resume and gap fill reads a page.
+    seq_column = sql.column(RunEvent, "seq")
+    where = f"{sql.column(RunEvent, 'user')} = %s AND {seq_column} > %s"
+    params = [user_id, seq]
+    if through_seq is not None:
+        where += f" AND {seq_column} <= %s"
+        params.append(through_seq)
+    rows = sql.fetch_all(
+        f"SELECT {seq_column}, {sql.column(RunEvent, 'frame')} FROM {sql.table(RunEvent)} "
+        f"WHERE {where} ORDER BY {seq_column} LIMIT {int(limit)}",
+        params,
+    )
+    return [(int(found), str(frame)) for found, frame in rows]
 
 
 def count_between(*, user_id: int, after_seq: int, through_seq: int) -> int:

@@ -136,3 +136,31 @@ def test_run_create_in_a_thread_of_the_user_only(make_user):
         run_create(draft(other, str(first.thread_id)))
     with pytest.raises(NotFound):
         run_create(draft(user, str(uuid.uuid4())))
+
+
+def test_the_replay_reads_agree_with_the_orm(make_user):
+    from agents.events.reads import frames_after, user_last_seq
+    from agents.events.store import NewEvent, events_record
+    from agents.models import RunEvent, UserEventCounter
+
+    user, other, never = make_user(), make_user(), make_user()
+    mine, theirs = full_run(user), full_run(other)
+    events_record(
+        [
+            NewEvent(user.pk, str(mine.pk), "agent_thinking", {"text": f"«{i}» \u2028"})
+            for i in range(7)
+        ]
+        + [NewEvent(other.pk, str(theirs.pk), "agent_thinking", {"text": "x"}) for _ in range(3)]
+    )
+    RunEvent.objects.filter(user=user, seq=4).delete()  # a pruned hole
+    for seq, limit, through in [(0, 500, None), (2, 2, None), (1, 500, 6), (7, 500, None)]:
+        orm = RunEvent.objects.filter(user=user, seq__gt=seq).order_by("seq")
+        if through is not None:
+            orm = orm.filter(seq__lte=through)
+        expected = list(orm.values_list("seq", "frame")[:limit])
+        assert frames_after(user_id=user.pk, seq=seq, limit=limit, through_seq=through) == expected
+    assert [s for s, _ in frames_after(user_id=user.pk, seq=0)] == [1, 2, 3, 5, 6, 7]
+    for someone in (user, other, never):
+        counter = UserEventCounter.objects.filter(user=someone).first()
+        assert user_last_seq(user_id=someone.pk) == (counter.last_seq if counter else 0)
+    assert user_last_seq(user_id=never.pk) == 0 and user_last_seq(user_id=user.pk) == 7
