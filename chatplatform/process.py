@@ -16,6 +16,7 @@ from django.db import connection
 from agents.batching import Batcher
 from agents.control import ProcessControl
 from agents.events.inline import InlineStore
+from agents.events.replay import FirstPages
 from agents.events.writer import EventWriter
 from agents.registry import AgentRegistry, UserSessionFactory
 from chatplatform.lifecycle import ProcessLifecycle
@@ -37,6 +38,7 @@ class Process:
     registry: AgentRegistry
     connections: ConnectionBook
     tokens: Batcher[str, Any]
+    first_pages: FirstPages
     lifecycle: ProcessLifecycle
 
     def close(self) -> None:
@@ -70,6 +72,7 @@ def build_process(*, layer: BaseChannelLayer | None = None) -> Process:
         registry=registry,
         connections=ConnectionBook(),
         tokens=Batcher(tokens_authenticate),
+        first_pages=FirstPages(),
         inbox=inbox,
         lifecycle=ProcessLifecycle(registry=registry, writer=writer, inbox=inbox),
     )
@@ -105,6 +108,7 @@ def build_application(process: Process) -> Any:
                             registry=process.registry,
                             hub=process.hub,
                             connections=process.connections,
+                            first_pages=process.first_pages,
                         )
                     ),
                     tokens=process.tokens,

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from agents.errors import ServiceError
 from agents.events.frames import encode_frame, iso_utc
+from agents.events.replay import FirstPages
 from agents.registry import AgentRegistry
 from agents.services import ConnectionRequest
 from agents.session import UserAgentSession
@@ -70,13 +71,19 @@ class AgentConsumer(AsyncWebsocketConsumer):
     channel_layer = None
 
     def __init__(
-        self, *, registry: AgentRegistry, hub: LocalHub, connections: ConnectionBook
+        self,
+        *,
+        registry: AgentRegistry,
+        hub: LocalHub,
+        connections: ConnectionBook,
+        first_pages: FirstPages,
     ) -> None:
         # The process's parts, handed in through as_asgi() (chatplatform/process.py).
         super().__init__()
         self.registry = registry
         self.hub = hub
         self.connections = connections
+        self.first_pages = first_pages
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Run the socket: each ASGI message read and dispatched in turn.
@@ -128,7 +135,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.connection_id = uuid.uuid4().hex
         self.session = await registry.get_user_session(self.user_id)
         self.stream = SocketStream(
-            user_id=self.user_id, send=self._send_text, on_failure=self._stream_failed
+            user_id=self.user_id,
+            send=self._send_text,
+            on_failure=self._stream_failed,
+            first_page=self.first_pages,
         )
         # Attach before reading last_seq (in connections_open), so every later event
         # reaches this socket live (held until the stream starts).

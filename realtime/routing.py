@@ -5,6 +5,7 @@ from typing import Any
 
 from django.urls import path
 
+from agents.events.replay import FirstPages
 from agents.registry import AgentRegistry
 from realtime.agui.endpoints import AguiRun, AguiThread
 from realtime.connections import ConnectionBook
@@ -13,13 +14,19 @@ from realtime.hub import LocalHub
 
 
 def websocket_urlpatterns(
-    *, registry: AgentRegistry, hub: LocalHub, connections: ConnectionBook
+    *,
+    registry: AgentRegistry,
+    hub: LocalHub,
+    connections: ConnectionBook,
+    first_pages: FirstPages,
 ) -> list[Any]:
     """Return the WebSocket routes, each consumer handed the parts it needs."""
     return [
         path(
             "ws/agents/",
-            AgentConsumer.as_asgi(registry=registry, hub=hub, connections=connections),
+            AgentConsumer.as_asgi(
+                registry=registry, hub=hub, connections=connections, first_pages=first_pages
+            ),
         ),
     ]
 

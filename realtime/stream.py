@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from agents.events.replay import Replay
+from agents.events.replay import FirstPageReader, Replay, first_page_alone
 from realtime import metrics
 
 logger = logging.getLogger(__name__)
@@ -33,9 +33,16 @@ class SocketStream:
     """
 
     def __init__(
-        self, *, user_id: int, send: SendText, on_failure: Callable[[BaseException], None]
+        self,
+        *,
+        user_id: int,
+        send: SendText,
+        on_failure: Callable[[BaseException], None],
+        first_page: FirstPageReader = first_page_alone,
     ) -> None:
         self.user_id = user_id
+        # How resume reads its first page (the process's FirstPages, for a WebSocket).
+        self._first_page = first_page
         # The seq this socket sends next; None until the socket's start is known.
         self.next_seq: int | None = None
         self.closed = False
@@ -76,7 +83,12 @@ class SocketStream:
         makes the socket skip events stored later.
         """
         async with self._exclusive():
-            replay = Replay(user_id=self.user_id, after_seq=after_seq, check_horizon=True)
+            replay = Replay(
+                user_id=self.user_id,
+                after_seq=after_seq,
+                check_horizon=True,
+                first_page=self._first_page,
+            )
             sent, count = await self._send_stored(replay)
             last = sent if sent is not None else min(after_seq, replay.user_last_seq)
             self.next_seq = max(self.next_seq or 0, last + 1)

@@ -1,11 +1,12 @@
 """Reading a user's stored events back as wire frames, page by page."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
 
+from agents.batching import Batcher
 from agents.events.frames import RunRef, encode_frame, event_envelope
 from agents.events.reads import count_between, events_after, frames_after, user_last_seq
 from agents.models import RunEvent
@@ -45,6 +46,49 @@ def _horizon(user_id: int, after_seq: int, last: int | None = None) -> bool:
     return count_between(user_id=user_id, after_seq=after_seq, through_seq=last) == last - after_seq
 
 
+# A replay's first page: (user, cursor, page size, through seq) -> (nothing after
+# the cursor pruned?, the user's last seq, the page's (seq, frame) pairs).
+FirstPageKey = tuple[int, int, int, int | None]
+FirstPage = tuple[bool, int, list[tuple[int, str]]]
+FirstPageReader = Callable[[int, int, int, int | None], Awaitable[FirstPage]]
+
+
+async def first_page_alone(
+    user_id: int, after_seq: int, limit: int, through_seq: int | None
+) -> FirstPage:
+    """Read one replay's first page in a database call of its own."""
+    return await database_sync_to_async(_first_page)(user_id, after_seq, limit, through_seq)
+
+
+def first_pages_read(keys: Sequence[FirstPageKey]) -> dict[FirstPageKey, FirstPage | Exception]:
+    """Read the first pages of several replays; a page that fails fails alone."""
+    pages: dict[FirstPageKey, FirstPage | Exception] = {}
+    for key in keys:
+        try:
+            pages[key] = _first_page(*key)
+        except Exception as exc:
+            pages[key] = exc
+    return pages
+
+
+class FirstPages:
+    """The process's reader of replays' first pages: those asked for at once share one call.
+
+    A crowd reconnecting at once (a deploy, a network blip) resumes at once;
+    each resume in a database call of its own paid the thread hop, Django's
+    connection checks and PostgreSQL's health-check round trip every time.
+    """
+
+    def __init__(self) -> None:
+        self._batcher: Batcher[FirstPageKey, FirstPage] = Batcher(first_pages_read)
+
+    async def __call__(
+        self, user_id: int, after_seq: int, limit: int, through_seq: int | None
+    ) -> FirstPage:
+        """Return the first page, read with the others asked for meanwhile."""
+        return await self._batcher.submit((user_id, after_seq, limit, through_seq))
+
+
 @dataclass
 class Replay:
     """Streams the events after a cursor; with `check_horizon`, tells whether none were pruned."""
@@ -58,6 +102,8 @@ class Replay:
     # stored? And the user's last seq when it was read.
     recovered: bool | None = None
     user_last_seq: int = 0
+    # How the first page is read when check_horizon: alone, or with others (FirstPages).
+    first_page: FirstPageReader = first_page_alone
 
     async def frames(self) -> AsyncIterator[tuple[int, str]]:
         """Yield (seq, frame text) for each stored event after the cursor, in order."""
@@ -65,10 +111,10 @@ class Replay:
         first = True
         while True:
             if first and self.check_horizon:
-                # One database round trip for the horizon and the first page.
-                self.recovered, self.user_last_seq, page = await database_sync_to_async(
-                    _first_page
-                )(self.user_id, cursor, self.page_size, self.through_seq)
+                # One database call for the horizon and the first page.
+                self.recovered, self.user_last_seq, page = await self.first_page(
+                    self.user_id, cursor, self.page_size, self.through_seq
+                )
             else:
                 page = await database_sync_to_async(_page)(
                     self.user_id, cursor, self.page_size, self.through_seq

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.events.store import events_prune
 from agents.models import Run, RunEvent, UserEventCounter
 from tests.agents.events.test_emitter import make_run
-from tests.conftest import collect_run, connect_user, send, start
+from tests.conftest import collect_run, connect_user, send, serve_new_process, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,12 +68,12 @@ async def test_resume_replays_everything_after_the_cursor_in_order(amake_user, r
     await comm.disconnect()
 
 
-async def test_large_backlog_is_streamed_completely_in_pages(amake_user, registry):
-    user = await amake_user()
+async def make_backlog(user, n):
+    """Store n events of a run of the user's, seqs 1..n, without their frames (rebuilt on read)."""
     ref = await make_run(user)
 
     @database_sync_to_async
-    def backlog(n):
+    def backlog():
         now = timezone.now()
         RunEvent.objects.bulk_create(
             RunEvent(
@@ -81,14 +81,19 @@ async def test_large_backlog_is_streamed_completely_in_pages(amake_user, registr
                 run_id=ref.run_id,
                 seq=i,
                 type="partial_result",
-                payload={"delta": str(i)},
+                payload={"delta": str(i), "user": user.pk},
                 created_at=now,
             )
             for i in range(1, n + 1)
         )
         UserEventCounter.objects.update_or_create(user=user, defaults={"last_seq": n})
 
-    await backlog(1234)  # more than two pages of 500
+    await backlog()
+
+
+async def test_large_backlog_is_streamed_completely_in_pages(amake_user, registry):
+    user = await amake_user()
+    await make_backlog(user, 1234)  # more than two pages of 500
     comm, hello = await connect_user(user)
     assert hello["last_seq"] == 1234
     replayed, done = await resume(comm, 0)
@@ -225,3 +230,64 @@ def test_prune_events_command(seeded, capsys):
 
     with pytest.raises(CommandError):
         call_command("prune_events", "--older-than", "-1")
+
+
+@pytest.fixture
+async def first_page_calls(monkeypatch):
+    """Serve a process whose first-page reads are recorded (the users of each call).
+
+    The first call lingers, as a busy database thread would.
+    """
+    import time
+
+    from agents.events import replay
+
+    calls = []
+    read = replay.first_pages_read
+
+    def recorded(keys):
+        calls.append(sorted(key[0] for key in keys))
+        if len(calls) == 1:
+            time.sleep(0.5)  # the other resumes queue up meanwhile
+        return read(keys)
+
+    monkeypatch.setattr(replay, "first_pages_read", recorded)
+    served = serve_new_process()  # its FirstPages reads through `recorded`
+    yield calls
+    await served.registry.shutdown()
+    await served.inbox.close()
+
+
+async def test_sockets_resuming_at_once_share_one_database_call(amake_user, first_page_calls):
+    users = [await amake_user() for _ in range(6)]
+    for n, user in enumerate(users):
+        await make_backlog(user, 3 + n)
+    # one user's retention pruned an event: that user alone is told so
+    await database_sync_to_async(RunEvent.objects.filter(user=users[2], seq=2).delete)()
+    sockets = [(await connect_user(user))[0] for user in users]
+    results = await asyncio.gather(*(resume(comm, 0) for comm in sockets))
+    for n, (user, (replayed, done)) in enumerate(zip(users, results, strict=True)):
+        expected = [s for s in range(1, 4 + n) if not (user is users[2] and s == 2)]
+        assert [e["seq"] for e in replayed] == expected
+        assert {e["data"]["user"] for e in replayed} == {user.pk}
+        assert done["last_seq"] == 3 + n
+        assert done["recovered"] is (user is not users[2])
+    # at most two calls: the first resume's (perhaps alone), then all that came while it ran
+    assert len(first_page_calls) <= 2, first_page_calls
+    assert sorted(pk for call in first_page_calls for pk in call) == sorted(u.pk for u in users)
+    for comm in sockets:
+        await comm.disconnect()
+
+
+def test_a_first_page_that_fails_fails_alone(monkeypatch):
+    from agents.events import replay
+
+    def page(user_id, after_seq, limit, through_seq):
+        if user_id == 2:
+            raise RuntimeError("storage down")
+        return True, 0, []
+
+    monkeypatch.setattr(replay, "_first_page", page)
+    pages = replay.first_pages_read([(1, 0, 500, None), (2, 0, 500, None)])
+    assert pages[(1, 0, 500, None)] == (True, 0, [])
+    assert isinstance(pages[(2, 0, 500, None)], RuntimeError)
