@@ -1,6 +1,6 @@
 """Replay throughput and reconnect-to-caught-up time through a real daphne.
 
-Usage: python bench/replay.py [--clients 1000]
+Usage: python bench/replay.py [--clients 1000] [--storm-only]
 - replay: a 10,000-event backlog replayed by `resume` (events/s, median of 3);
 - catch-up: connect, `resume` 100 missed events, `resume_complete` (ms, 30 tries);
 - reconnect storm: `--clients` users, 100 missed events each, all reconnect and
@@ -85,6 +85,16 @@ def run_storm(env: dict[str, str], server: Daphne, clients: int) -> tuple[float,
     return seconds, sum(1 for c in counts if c == CATCH_UP), cpu
 
 
+def storm_only(label: str, clients: int, postgres: str = "") -> None:
+    """Measure and print the reconnect storm alone (to compare two versions side by side)."""
+    database = postgres_env(postgres) if postgres else sqlite_env()
+    with database as env, Daphne(env) as server:
+        seconds, complete, cpu = run_storm(env, server, clients)
+    print(
+        f"{label}: storm of {clients}: {seconds:.2f} s, {complete} complete, daphne CPU {cpu:.2f} s"
+    )
+
+
 def run_case(label: str, clients: int, postgres: str = "") -> list[str]:
     """Measure one database configuration; return table rows."""
     database = postgres_env(postgres) if postgres else sqlite_env()
@@ -123,7 +133,17 @@ def main() -> None:
     """Measure and write the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument(
+        "--storm-only",
+        action="store_true",
+        help="only the reconnect storm, printed (RESULTS.md is left as it is)",
+    )
     args = parser.parse_args()
+    if args.storm_only:
+        storm_only("SQLite", args.clients)
+        if reachable(POSTGRES_URL, 5432):
+            storm_only("PostgreSQL", args.clients, POSTGRES_URL)
+        return
     rows = run_case("SQLite", args.clients)
     if reachable(POSTGRES_URL, 5432):
         rows += run_case("PostgreSQL", args.clients, POSTGRES_URL)
