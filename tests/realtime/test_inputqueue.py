@@ -89,8 +89,12 @@ def test_an_empty_queue_is_true_as_daphne_expects() -> None:
     assert InputQueue()
 
 
-async def test_daphne_gives_websockets_an_input_queue_and_http_its_own() -> None:
+async def test_daphne_gives_websockets_an_input_queue_and_http_its_own(monkeypatch) -> None:
     from daphne.server import Server
+
+    # install() patches daphne's class: put it back as it was after this test.
+    monkeypatch.setattr(Server, "create_application", Server.create_application)
+    monkeypatch.setattr(Server, "_chatplatform_input_queue", False, raising=False)
 
     received: list[object] = []
 
@@ -98,7 +102,9 @@ async def test_daphne_gives_websockets_an_input_queue_and_http_its_own() -> None
         received.append((scope["type"], await receive()))
 
     assert install()
-    assert install()  # a second install changes nothing
+    installed = Server.create_application
+    assert install()  # a second install changes nothing (no wrapper around the wrapper)
+    assert Server.create_application is installed
     # Built, never run: nothing listens.
     server = Server(application=app, endpoints=["tcp:port=0:interface=127.0.0.1"])
     sockets, requests = object(), object()
