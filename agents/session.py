@@ -49,11 +49,12 @@ REMOTE_POLL_SECONDS = 0.1
 
 
 class RunState(enum.Enum):
-    """Where a run of this process is: its task not entered yet, waiting its turn, or going."""
+    """Where a run of this process is: not entered, waiting its turn, going, or ending."""
 
     QUEUED = "queued"
     WAITING = "waiting"
     RUNNING = "running"
+    ENDING = "ending"
 
 
 @dataclass(frozen=True)
@@ -457,7 +458,9 @@ class UserAgentSession:
         active.cancel = CancelRequest(reason, outcome)
         # A task cancelled before its first step never runs its body, so it could
         # not record the cancel; such a run sees the request when it enters instead.
-        if active.state is not RunState.QUEUED and active.task is not None:
+        # A run recording its end is left to finish it: cut short, its last event
+        # would never be stored, and whoever waits for the run would not wait for it.
+        if active.state in (RunState.WAITING, RunState.RUNNING) and active.task is not None:
             active.task.cancel()
 
     async def _drive(
@@ -466,7 +469,10 @@ class UserAgentSession:
         ref = active.ref
         active.state = RunState.WAITING
         try:
-            await self._end(active, await self._outcome(active, previous, remote_id))
+            ending = await self._outcome(active, previous, remote_id)
+            started = active.state is RunState.RUNNING
+            active.state = RunState.ENDING
+            await self._end(active, ending, started=started)
         except Exception:
             # Recording the end failed (database gone?). The run row stays
             # 'running' and the interrupted-run sweep ends it later.
@@ -540,7 +546,7 @@ class UserAgentSession:
             )
         return completed(str(result), _ms(active))
 
-    async def _end(self, active: ActiveRun, ending: RunEnding) -> None:
+    async def _end(self, active: ActiveRun, ending: RunEnding, *, started: bool) -> None:
         usage = active.context.usage
         if usage is not None:
             ending = ending.with_usage(usage.as_dict())
@@ -551,7 +557,7 @@ class UserAgentSession:
             self._emitter,
             active.ref,
             ending,
-            started=active.state is RunState.RUNNING,
+            started=started,
             message=active.message,
         )
 

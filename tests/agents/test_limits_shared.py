@@ -86,18 +86,20 @@ async def test_start_rate_is_shared_by_processes(amake_user, settings):
     settings.WS_START_RATE_PER_SECOND = 0.1
     user = await amake_user()
     # two processes' registries
-    process_a, process_b = build_process().registry, build_process().registry
-    on_a = await process_a.get_user_session(user.pk)
-    on_b = await process_b.get_user_session(user.pk)
-    await on_a.start_run(agent_name="triage", message="1+1")
-    await on_b.start_run(agent_name="triage", message="1+2")
-    with pytest.raises(RateLimited) as limited:
-        await on_a.start_run(agent_name="triage", message="1+3")
-    with pytest.raises(RateLimited):
-        await on_b.start_run(agent_name="triage", message="1+4")
-    assert 0 < limited.value.extra["retry_after"] <= 10
-    await process_a.shutdown()
-    await process_b.shutdown()
+    processes = [build_process(), build_process()]
+    try:
+        on_a, on_b = [await p.registry.get_user_session(user.pk) for p in processes]
+        await on_a.start_run(agent_name="triage", message="1+1")
+        await on_b.start_run(agent_name="triage", message="1+2")
+        with pytest.raises(RateLimited) as limited:
+            await on_a.start_run(agent_name="triage", message="1+3")
+        with pytest.raises(RateLimited):
+            await on_b.start_run(agent_name="triage", message="1+4")
+        assert 0 < limited.value.extra["retry_after"] <= 10
+    finally:
+        for built in processes:
+            await built.registry.shutdown()
+            built.close()  # its writer's thread and connection, before the test's flush
 
 
 async def test_connections_per_user_are_limited(amake_user, registry, settings):

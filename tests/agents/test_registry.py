@@ -146,3 +146,29 @@ async def test_concurrent_new_sessions_are_recorded_together_and_a_bad_id_fails_
     rows = AgentSession.objects.filter(pk__in=[s.session_id for s in sessions])
     assert {row.user_id async for row in rows} == {u.pk for u in users}
     assert registry.peek(missing) is None
+
+
+async def test_a_session_closed_while_a_run_records_its_end_waits_for_the_record(
+    amake_user, registry, process, monkeypatch
+):
+    # The cancel lands while the run's last event is being stored: close() must
+    # still return only once the run's end is in the database (and its writer idle).
+    user = await amake_user()
+    session = await registry.get_user_session(user.pk)
+    ending = asyncio.Event()
+    write = process.writer.write
+
+    async def slow_last_write(run, event, called_at):
+        if event.event_type == "agent_completed":
+            ending.set()
+            await asyncio.sleep(0.2)
+        return await write(run, event, called_at)
+
+    monkeypatch.setattr(process.writer, "write", slow_last_write)
+    ref = await session.start_run(agent_name="triage", message="1+1")
+    await asyncio.wait_for(ending.wait(), 5)
+    await registry.cleanup_user_session(user.pk, cancel_runs=True)
+    from agents.models import Run
+
+    run = await Run.objects.aget(pk=ref.run_id)
+    assert run.status == "completed" and run.result == "1+1 = 2"
