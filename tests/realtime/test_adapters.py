@@ -157,3 +157,32 @@ def test_autobahn_helpers_are_swapped_only_while_debug_is_off(monkeypatch):
     monkeypatch.setattr(txaio, "get_global_log_level", lambda: "info")
     assert autobahn_logging.install() is True
     assert protocol.hlval("x") == "x" and protocol.pformat([1]) == [1]
+
+
+def test_twisted_still_writes_as_the_next_turn_send_expects():
+    # realtime/writesoon.py replaces tcp.Server.startWriting (Twisted's registers the
+    # socket with the reactor) and flushes through FileDescriptor.doWrite: these are
+    # the parts of Twisted it relies on.
+    import ast
+    import inspect
+
+    from twisted.internet import abstract, asyncioreactor, tcp
+
+    def body(function: object) -> list[str]:
+        method = ast.parse(inspect.cleandoc("\n" + inspect.getsource(function))).body[0]
+        assert isinstance(method, ast.FunctionDef)
+        return [ast.unparse(s) for s in method.body[1:]]  # after the docstring
+
+    assert body(abstract.FileDescriptor.startWriting) == ["self.reactor.addWriter(self)"]
+    assert body(abstract.FileDescriptor.write)[-1] == (
+        "if data:\n    self._tempDataBuffer.append(data)\n    self._tempDataLen += len(data)"
+        "\n    self._maybePauseProducer()\n    self.startWriting()"
+    )
+    source = inspect.getsource(abstract.FileDescriptor.doWrite)
+    for needed in ("self.writeSomeData(", "self.stopWriting()", "return l", "return None"):
+        assert needed in source, f"Twisted changed doWrite: review realtime/writesoon.py ({needed})"
+    assert issubclass(tcp.Server, abstract.FileDescriptor)
+    assert "_asyncioEventloop" in inspect.getsource(asyncioreactor.AsyncioSelectorReactor.__init__)
+    assert {"disconnecting", "_writeDisconnecting", "connected"} <= set(
+        vars(abstract.FileDescriptor)
+    )
