@@ -1,5 +1,7 @@
 """Reads of a user's stored events, for replays and gap fills."""
 
+from collections.abc import Sequence
+
 from django.db.models import QuerySet
 
 from agents import sql
@@ -16,6 +18,21 @@ def user_last_seq(*, user_id: int) -> int:
         [user_id],
     )
     return int(row[0]) if row is not None else 0
+
+
+def users_last_seq(user_ids: Sequence[int]) -> dict[int, int]:
+    """Return user_last_seq of several users, read in one query (users without events: 0)."""
+    if not user_ids:
+        return {}
+    user = sql.column(UserEventCounter, "user")
+    found = sql.fetch_all(
+        f"SELECT {user}, {sql.column(UserEventCounter, 'last_seq')} "
+        f"FROM {sql.table(UserEventCounter)} WHERE {user} IN ({', '.join(['%s'] * len(user_ids))})",
+        list(user_ids),
+    )
+    last = dict.fromkeys(user_ids, 0)
+    last.update((int(uid), int(seq)) for uid, seq in found)
+    return last
 
 
 def _after(user_id: int, seq: int, through_seq: int | None) -> QuerySet[RunEvent]:
@@ -50,6 +67,40 @@ def frames_after(
         params,
     )
     return [(int(found), str(frame)) for found, frame in rows]
+
+
+# (user, after seq, limit, through seq): one page that frames_after_many reads.
+PageKey = tuple[int, int, int, int | None]
+
+# SQLite allows 500 SELECTs in a compound one: pages are read this many a query.
+PAGES_PER_QUERY = 100
+
+
+def frames_after_many(keys: Sequence[PageKey]) -> list[list[tuple[int, str]]]:
+    """Return frames_after of each key, in order, reading up to PAGES_PER_QUERY pages a query."""
+    pages: list[list[tuple[int, str]]] = [[] for _ in keys]
+    seq, frame = sql.column(RunEvent, "seq"), sql.column(RunEvent, "frame")
+    user, table = sql.column(RunEvent, "user"), sql.table(RunEvent)
+    for first in range(0, len(keys), PAGES_PER_QUERY):
+        arms: list[str] = []
+        params: list[int] = []
+        for index, (user_id, after, limit, through) in enumerate(
+            keys[first : first + PAGES_PER_QUERY], start=first
+        ):
+            where = f"{user} = %s AND {seq} > %s"
+            params += (user_id, after)
+            if through is not None:
+                where += f" AND {seq} <= %s"
+                params.append(through)
+            arms.append(
+                f"SELECT {index} AS k, p.s, p.f FROM (SELECT {seq} AS s, {frame} AS f "
+                f"FROM {table} WHERE {where} ORDER BY {seq} LIMIT {int(limit)}) p"
+            )
+        for index, found, text in sql.fetch_all(" UNION ALL ".join(arms), params):
+            pages[index].append((int(found), str(text)))
+    for page in pages:
+        page.sort()  # UNION ALL keeps no order between or within its parts
+    return pages
 
 
 def count_between(*, user_id: int, after_seq: int, through_seq: int) -> int:

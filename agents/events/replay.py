@@ -8,7 +8,14 @@ from channels.db import database_sync_to_async
 
 from agents.batching import Batcher
 from agents.events.frames import RunRef, encode_frame, event_envelope
-from agents.events.reads import count_between, events_after, frames_after, user_last_seq
+from agents.events.reads import (
+    count_between,
+    events_after,
+    frames_after,
+    frames_after_many,
+    user_last_seq,
+    users_last_seq,
+)
 from agents.models import RunEvent
 
 PAGE_SIZE = 500
@@ -23,7 +30,12 @@ def envelope_of(event: RunEvent) -> dict[str, Any]:
 def _page(
     user_id: int, after_seq: int, limit: int, through_seq: int | None
 ) -> list[tuple[int, str]]:
-    page = frames_after(user_id=user_id, seq=after_seq, limit=limit, through_seq=through_seq)
+    return _with_frames(
+        user_id, frames_after(user_id=user_id, seq=after_seq, limit=limit, through_seq=through_seq)
+    )
+
+
+def _with_frames(user_id: int, page: list[tuple[int, str]]) -> list[tuple[int, str]]:
     missing = [seq for seq, frame in page if not frame]
     if missing:
         # Stored without a frame (before frames were kept, or written by hand): rebuild.
@@ -61,7 +73,23 @@ async def first_page_alone(
 
 
 def first_pages_read(keys: Sequence[FirstPageKey]) -> dict[FirstPageKey, FirstPage | Exception]:
-    """Read the first pages of several replays; a page that fails fails alone."""
+    """Read the first pages of several replays in two queries; a page that fails fails alone."""
+    try:
+        found = frames_after_many(keys)
+        last = users_last_seq(sorted({key[0] for key in keys}))
+    except Exception:
+        # Together they failed: each is read alone, so that only one that fails fails.
+        return _each_alone(keys)
+    pages: dict[FirstPageKey, FirstPage | Exception] = {}
+    for key, page in zip(keys, found, strict=True):
+        try:
+            pages[key] = _first_page_of(key, _with_frames(key[0], page), last[key[0]])
+        except Exception as exc:
+            pages[key] = exc
+    return pages
+
+
+def _each_alone(keys: Sequence[FirstPageKey]) -> dict[FirstPageKey, FirstPage | Exception]:
     pages: dict[FirstPageKey, FirstPage | Exception] = {}
     for key in keys:
         try:
@@ -131,7 +159,14 @@ def _first_page(
     user_id: int, after_seq: int, limit: int, through_seq: int | None
 ) -> tuple[bool, int, list[tuple[int, str]]]:
     page = _page(user_id, after_seq, limit, through_seq)
-    last = user_last_seq(user_id=user_id)
+    return _first_page_of(
+        (user_id, after_seq, limit, through_seq), page, user_last_seq(user_id=user_id)
+    )
+
+
+def _first_page_of(key: FirstPageKey, page: list[tuple[int, str]], last: int) -> FirstPage:
+    """The first page with its horizon, given the page and the user's last seq read after it."""
+    user_id, after_seq, limit, through_seq = key
     if through_seq is None and len(page) < limit and len(page) == max(0, last - after_seq):
         # The page holds every seq after the cursor: nothing was pruned (no count needed).
         return True, last, page

@@ -139,7 +139,13 @@ def test_run_create_in_a_thread_of_the_user_only(make_user):
 
 
 def test_the_replay_reads_agree_with_the_orm(make_user):
-    from agents.events.reads import frames_after, user_last_seq
+    from agents.events.reads import (
+        PAGES_PER_QUERY,
+        frames_after,
+        frames_after_many,
+        user_last_seq,
+        users_last_seq,
+    )
     from agents.events.store import NewEvent, events_record
     from agents.models import RunEvent, UserEventCounter
 
@@ -164,3 +170,17 @@ def test_the_replay_reads_agree_with_the_orm(make_user):
         counter = UserEventCounter.objects.filter(user=someone).first()
         assert user_last_seq(user_id=someone.pk) == (counter.last_seq if counter else 0)
     assert user_last_seq(user_id=never.pk) == 0 and user_last_seq(user_id=user.pk) == 7
+    # several pages and users at once, as a crowd's resumes read them
+    ids = [user.pk, other.pk, never.pk]
+    assert users_last_seq(ids) == {u: user_last_seq(user_id=u) for u in ids}
+    assert users_last_seq([]) == {}
+    keys = [
+        (someone, seq, limit, through)
+        for someone in ids
+        for seq, limit, through in [(0, 500, None), (2, 2, None), (1, 500, 6), (7, 500, None)]
+    ]
+    keys = keys * 10  # more pages than one query reads (PAGES_PER_QUERY)
+    assert len(keys) > PAGES_PER_QUERY
+    expected = [frames_after(user_id=u, seq=q, limit=n, through_seq=t) for u, q, n, t in keys]
+    assert frames_after_many(keys) == expected
+    assert frames_after_many([]) == []

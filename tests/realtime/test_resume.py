@@ -279,15 +279,34 @@ async def test_sockets_resuming_at_once_share_one_database_call(amake_user, firs
         await comm.disconnect()
 
 
-def test_a_first_page_that_fails_fails_alone(monkeypatch):
+def test_first_pages_read_together_fail_alone_when_the_combined_read_fails(monkeypatch):
     from agents.events import replay
+
+    def together(keys):
+        raise RuntimeError("the combined read failed")
 
     def page(user_id, after_seq, limit, through_seq):
         if user_id == 2:
             raise RuntimeError("storage down")
         return True, 0, []
 
-    monkeypatch.setattr(replay, "_first_page", page)
+    monkeypatch.setattr(replay, "frames_after_many", together)
+    monkeypatch.setattr(replay, "_first_page", page)  # each read alone, then
     pages = replay.first_pages_read([(1, 0, 500, None), (2, 0, 500, None)])
     assert pages[(1, 0, 500, None)] == (True, 0, [])
+    assert isinstance(pages[(2, 0, 500, None)], RuntimeError)
+
+
+def test_a_first_page_that_fails_after_the_combined_read_fails_alone(monkeypatch):
+    from agents.events import replay
+
+    monkeypatch.setattr(replay, "frames_after_many", lambda keys: [[(1, "{}")], [(1, "{}")]])
+    monkeypatch.setattr(replay, "users_last_seq", lambda ids: {1: 1, 2: 5})
+
+    def horizon(user_id, after_seq, last):
+        raise RuntimeError("storage down")  # only asked for user 2's: its page is short
+
+    monkeypatch.setattr(replay, "_horizon", horizon)
+    pages = replay.first_pages_read([(1, 0, 500, None), (2, 0, 500, None)])
+    assert pages[(1, 0, 500, None)] == (True, 1, [(1, "{}")])
     assert isinstance(pages[(2, 0, 500, None)], RuntimeError)
