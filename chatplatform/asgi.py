@@ -15,7 +15,7 @@ get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from chatplatform.process import build_application, build_process  # noqa: E402
-from realtime import autobahn_logging, backpressure, inputqueue, writesoon  # noqa: E402
+from realtime import autobahn_logging, backpressure, inputqueue, textframes, writesoon  # noqa: E402
 
 process = build_process()
 application = build_application(process)
@@ -35,12 +35,14 @@ if settings.GC_FREEZE_AT_START:
 
 # Under daphne, bound what a client that stops reading can make us buffer, stop
 # autobahn formatting debug lines it does not log, queue each socket's messages
-# in a lighter queue than asyncio's (3 kB less per idle socket), and send what
-# a socket is given on the next loop turn without two epoll_ctl calls a frame.
+# in a lighter queue than asyncio's (3 kB less per idle socket), write plain
+# text frames without autobahn's per-frame checks, and send what a socket is
+# given on the next loop turn without two epoll_ctl calls a frame.
 if "daphne.server" in sys.modules:
     backpressure.install(settings.WS_MAX_OUTBOUND_BYTES)
     autobahn_logging.install()
     inputqueue.install()
+    textframes.install()
     writesoon.install()
 
 # Under daphne (Twisted, no ASGI lifespan), start as soon as the reactor runs, so

@@ -186,3 +186,34 @@ def test_twisted_still_writes_as_the_next_turn_send_expects():
     assert {"disconnecting", "_writeDisconnecting", "connected"} <= set(
         vars(abstract.FileDescriptor)
     )
+
+
+def test_daphne_and_autobahn_still_send_text_as_the_frame_writer_expects():
+    # realtime/textframes.py replaces daphne's serverSend for plain text frames, and
+    # decides "plain" from these autobahn attributes.
+    import ast
+    import inspect
+
+    from autobahn.websocket.protocol import WebSocketProtocol as Autobahn
+    from daphne.ws_protocol import WebSocketProtocol
+
+    method = ast.parse(inspect.cleandoc("\n" + inspect.getsource(WebSocketProtocol.serverSend)))
+    function = method.body[0]
+    assert isinstance(function, ast.FunctionDef)
+    assert [ast.unparse(s) for s in function.body[1:]] == [
+        "if self.state == self.STATE_CONNECTING:\n    self.serverAccept()",
+        "logger.debug('Sent WebSocket packet to client for %s', self.client_addr)",
+        "if binary:\n    self.sendMessage(content, binary)\n"
+        "else:\n    self.sendMessage(content.encode('utf8'), binary)",
+    ], "daphne changed serverSend: review realtime/textframes.py"
+    options = set(Autobahn.CONFIG_ATTRS_COMMON + Autobahn.CONFIG_ATTRS_SERVER)
+    assert {
+        "autoFragmentSize",
+        "maxMessagePayloadSize",
+        "logFrames",
+        "logOctets",
+        "maskServerFrames",
+    } <= options
+    made = inspect.getsource(Autobahn._connectionMade)
+    for name in ("self._perMessageCompress = None", "self.trackedTimings = None", "deque()"):
+        assert name in made, "autobahn changed _connectionMade: review realtime/textframes.py"

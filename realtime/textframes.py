@@ -1,0 +1,62 @@
+"""Writing a plain text frame to the socket in one step, as autobahn would write it.
+
+daphne sends each text message through autobahn's `sendMessage`, `sendFrame`
+and `sendData`: type assertions, traffic counters, compression, fragmentation
+and masking checks, two debug-log calls and a join, for what is, on a server
+socket with none of those options on, a two-to-ten-byte header and the payload.
+`install` makes daphne's `serverSend` write that frame straight to the
+transport while the socket is open and autobahn would do nothing more; anything
+else (binary, a socket not open, compression, fragmentation, frame logging,
+timings, masking, a payload limit, sends already queued) takes autobahn's path.
+tests/realtime/test_textframes.py compares the bytes with autobahn's own, and
+tests/realtime/test_adapters.py fails when the daphne or autobahn code relied
+on changes.
+"""
+
+from typing import Any
+
+
+def text_frame(payload: bytes) -> bytes:
+    """Return a final, unmasked text frame (RFC 6455 §5.2) carrying `payload`."""
+    length = len(payload)
+    if length <= 125:
+        return bytes((0x81, length)) + payload
+    if length <= 0xFFFF:
+        return b"\x81\x7e" + length.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + length.to_bytes(8, "big") + payload
+
+
+def plain(protocol: Any) -> bool:
+    """Tell whether autobahn would send a text message on this socket as one plain frame."""
+    return bool(
+        protocol.state == protocol.STATE_OPEN
+        and protocol._perMessageCompress is None
+        and not protocol.send_queue
+        and not protocol.autoFragmentSize
+        and not protocol.maxMessagePayloadSize
+        and not protocol.maskServerFrames
+        and not protocol.logFrames
+        and not protocol.logOctets
+        and protocol.trackedTimings is None
+    )
+
+
+def install() -> bool:
+    """Make daphne write plain text frames itself; tell whether daphne was there to change."""
+    try:
+        from daphne.ws_protocol import WebSocketProtocol
+    except ImportError:
+        return False
+    if getattr(WebSocketProtocol, "_chatplatform_text_frames", False):
+        return True
+    original = WebSocketProtocol.serverSend
+
+    def server_send(self: Any, content: Any, binary: bool = False) -> None:
+        if binary or not plain(self):
+            original(self, content, binary)
+            return
+        self.transport.write(text_frame(content.encode("utf8")))
+
+    WebSocketProtocol.serverSend = server_send
+    WebSocketProtocol._chatplatform_text_frames = True
+    return True
