@@ -3,7 +3,8 @@
 Usage: python bench/frame_send.py [--frames 200000]
 Prints the best of 5 timings per frame, on an open autobahn server socket after a
 real handshake, with a transport that drops what it is given (the send itself
-is the same either way). RESULTS.md is left as it is.
+is the same either way), and autobahn's debug helpers swapped as under daphne
+(realtime/autobahn_logging.py). RESULTS.md is left as it is.
 """
 
 import argparse
@@ -18,7 +19,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet.testing import StringTransport
 
-from realtime import textframes
+from realtime import autobahn_logging, textframes
 from tests.realtime.test_textframes import HANDSHAKE
 
 FRAME = (
@@ -56,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=200_000)
     args = parser.parse_args()
+    autobahn_logging.install()  # as chatplatform/asgi.py does under daphne
     factory = WebSocketServerFactory("ws://localhost")
     factory.protocol = Opened
     protocol = factory.buildProtocol(None)
