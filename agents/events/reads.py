@@ -20,18 +20,22 @@ def user_last_seq(*, user_id: int) -> int:
     return int(row[0]) if row is not None else 0
 
 
+# Users whose last seq one query reads (well under any database's parameter limit).
+USERS_PER_QUERY = 500
+
+
 def users_last_seq(user_ids: Sequence[int]) -> dict[int, int]:
-    """Return user_last_seq of several users, read in one query (users without events: 0)."""
-    if not user_ids:
-        return {}
+    """Return user_last_seq of several users, USERS_PER_QUERY a query (users without events: 0)."""
     user = sql.column(UserEventCounter, "user")
-    found = sql.fetch_all(
+    select = (
         f"SELECT {user}, {sql.column(UserEventCounter, 'last_seq')} "
-        f"FROM {sql.table(UserEventCounter)} WHERE {user} IN ({', '.join(['%s'] * len(user_ids))})",
-        list(user_ids),
+        f"FROM {sql.table(UserEventCounter)} WHERE {user} IN "
     )
     last = dict.fromkeys(user_ids, 0)
-    last.update((int(uid), int(seq)) for uid, seq in found)
+    for first in range(0, len(user_ids), USERS_PER_QUERY):
+        chunk = list(user_ids[first : first + USERS_PER_QUERY])
+        found = sql.fetch_all(select + f"({', '.join(['%s'] * len(chunk))})", chunk)
+        last.update((int(uid), int(seq)) for uid, seq in found)
     return last
 
 

@@ -141,6 +141,7 @@ def test_run_create_in_a_thread_of_the_user_only(make_user):
 def test_the_replay_reads_agree_with_the_orm(make_user):
     from agents.events.reads import (
         PAGES_PER_QUERY,
+        USERS_PER_QUERY,
         frames_after,
         frames_after_many,
         user_last_seq,
@@ -174,6 +175,8 @@ def test_the_replay_reads_agree_with_the_orm(make_user):
     ids = [user.pk, other.pk, never.pk]
     assert users_last_seq(ids) == {u: user_last_seq(user_id=u) for u in ids}
     assert users_last_seq([]) == {}
+    many = list(range(10**6, 10**6 + USERS_PER_QUERY)) + ids  # more than one query reads
+    assert users_last_seq(many) == {u: user_last_seq(user_id=u) for u in many}
     keys = [
         (someone, seq, limit, through)
         for someone in ids
