@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from realtime.metrics import SLOW_CLIENTS_DROPPED
+from realtime.patching import Method, replace_once
 
 logger = logging.getLogger(__name__)
 
@@ -29,25 +30,24 @@ def install(limit_bytes: int) -> bool:
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:
         return False
-    if getattr(WebSocketProtocol, "_chatplatform_guard", False):
-        return True
-    original = WebSocketProtocol.handle_reply
 
-    def handle_reply(self: Any, message: dict[str, Any]) -> None:
-        original(self, message)
-        if message.get("type") != "websocket.send" or self.state != self.STATE_OPEN:
-            return
-        pending = pending_bytes(self.transport)
-        if pending > limit_bytes:
-            SLOW_CLIENTS_DROPPED.inc()
-            logger.warning(
-                "dropping a socket that stopped reading: %s bytes unsent (limit %s) client=%s",
-                pending,
-                limit_bytes,
-                self.client_addr,
-            )
-            self.dropConnection(abort=True)
+    def guarded(original: Method) -> Method:
+        def handle_reply(self: Any, message: dict[str, Any]) -> None:
+            original(self, message)
+            if message.get("type") != "websocket.send" or self.state != self.STATE_OPEN:
+                return
+            pending = pending_bytes(self.transport)
+            if pending > limit_bytes:
+                SLOW_CLIENTS_DROPPED.inc()
+                logger.warning(
+                    "dropping a socket that stopped reading: %s bytes unsent (limit %s) client=%s",
+                    pending,
+                    limit_bytes,
+                    self.client_addr,
+                )
+                self.dropConnection(abort=True)
 
-    WebSocketProtocol.handle_reply = handle_reply
-    WebSocketProtocol._chatplatform_guard = True
+        return handle_reply
+
+    replace_once(WebSocketProtocol, "handle_reply", guarded)
     return True

@@ -16,6 +16,8 @@ import contextlib
 from functools import partial
 from typing import Any
 
+from realtime.patching import Method, replace_once
+
 
 class InputQueue:
     """An unbounded FIFO with put_nowait() and get(), like asyncio.Queue's."""
@@ -87,15 +89,14 @@ def install() -> bool:
         from daphne.server import Server
     except ImportError:
         return False
-    if getattr(Server, "_chatplatform_input_queue", False):
-        return True
-    original = Server.create_application
 
-    def create(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
-        if scope.get("type") == "websocket":
-            return create_application(self, protocol, scope)
-        return original(self, protocol, scope)
+    def for_websockets(original: Method) -> Method:
+        def create(self: Any, protocol: Any, scope: dict[str, Any]) -> Any:
+            if scope.get("type") == "websocket":
+                return create_application(self, protocol, scope)
+            return original(self, protocol, scope)
 
-    Server.create_application = create
-    Server._chatplatform_input_queue = True
+        return create
+
+    replace_once(Server, "create_application", for_websockets)
     return True

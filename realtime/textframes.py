@@ -15,6 +15,8 @@ on changes.
 
 from typing import Any
 
+from realtime.patching import Method, replace_once
+
 
 def text_frame(payload: bytes) -> bytes:
     """Return a final, unmasked text frame (RFC 6455 §5.2) carrying `payload`."""
@@ -47,16 +49,15 @@ def install() -> bool:
         from daphne.ws_protocol import WebSocketProtocol
     except ImportError:
         return False
-    if getattr(WebSocketProtocol, "_chatplatform_text_frames", False):
-        return True
-    original = WebSocketProtocol.serverSend
 
-    def server_send(self: Any, content: Any, binary: bool = False) -> None:
-        if binary or not plain(self):
-            original(self, content, binary)
-            return
-        self.transport.write(text_frame(content.encode("utf8")))
+    def framing_plain_text(original: Method) -> Method:
+        def server_send(self: Any, content: Any, binary: bool = False) -> None:
+            if binary or not plain(self):
+                original(self, content, binary)
+                return
+            self.transport.write(text_frame(content.encode("utf8")))
 
-    WebSocketProtocol.serverSend = server_send
-    WebSocketProtocol._chatplatform_text_frames = True
+        return server_send
+
+    replace_once(WebSocketProtocol, "serverSend", framing_plain_text)
     return True

@@ -16,6 +16,8 @@ tests/realtime/test_adapters.py fails when the Twisted code it relies on changes
 
 from typing import Any
 
+from realtime.patching import Method, replace_once
+
 # Transports with a flush scheduled: one per transport per turn, however many
 # writes it gets (a set here, not an attribute: nothing added to idle sockets).
 _scheduled: set[Any] = set()
@@ -31,36 +33,33 @@ def install() -> bool:
         from twisted.internet import tcp
     except ImportError:
         return False
-    server = tcp.Server
-    if getattr(server, "_chatplatform_write_soon", False):
-        return True
-    register = server.startWriting  # Twisted's: reactor.addWriter(self)
 
-    def flush(transport: Any) -> None:
-        _scheduled.discard(transport)
-        if not transport.connected:
-            return  # lost or aborted meanwhile: nothing is sent after that
-        try:
-            why = transport.doWrite()
-        except Exception:
-            why = True
-        if why or _pending(transport):
-            # Short of room: the reactor calls doWrite again once there is some.
-            # A failed send, or a close (doWrite reports both): the reactor's
-            # doWrite reports it again and ends the connection its usual way.
-            register(transport)
+    def sending_soon(register: Method) -> Method:  # Twisted's: reactor.addWriter(self)
+        def flush(transport: Any) -> None:
+            _scheduled.discard(transport)
+            if not transport.connected:
+                return  # lost or aborted meanwhile: nothing is sent after that
+            try:
+                why = transport.doWrite()
+            except Exception:
+                why = True
+            if why or _pending(transport):
+                # Short of room: the reactor calls doWrite again once there is some.
+                # A failed send, or a close (doWrite reports both): the reactor's
+                # doWrite reports it again and ends the connection its usual way.
+                register(transport)
 
-    def start_writing(self: Any) -> None:
-        if self in _scheduled:
-            return
-        loop = getattr(self.reactor, "_asyncioEventloop", None)
-        if loop is None or len(self.dataBuffer) > self.offset:
-            register(self)  # not the asyncio reactor, or registered already, waiting for room
-            return
-        _scheduled.add(self)
-        loop.call_soon(flush, self)
+        def start_writing(self: Any) -> None:
+            if self in _scheduled:
+                return
+            loop = getattr(self.reactor, "_asyncioEventloop", None)
+            if loop is None or len(self.dataBuffer) > self.offset:
+                register(self)  # not the asyncio reactor, or registered already, waiting for room
+                return
+            loop.call_soon(flush, self)  # first: a loop that refuses leaves nothing marked
+            _scheduled.add(self)
 
-    # setattr: Twisted's classes are typed, and this replaces one of their methods.
-    setattr(server, "startWriting", start_writing)  # noqa: B010
-    setattr(server, "_chatplatform_write_soon", True)  # noqa: B010
+        return start_writing
+
+    replace_once(tcp.Server, "startWriting", sending_soon)
     return True

@@ -217,3 +217,23 @@ def test_daphne_and_autobahn_still_send_text_as_the_frame_writer_expects():
     made = inspect.getsource(Autobahn._connectionMade)
     for name in ("self._perMessageCompress = None", "self.trackedTimings = None", "deque()"):
         assert name in made, "autobahn changed _connectionMade: review realtime/textframes.py"
+
+
+def test_a_method_is_replaced_once_per_class():
+    from realtime.patching import replace_once
+
+    class Library:
+        def send(self) -> list[str]:
+            return ["library"]
+
+    class Subclass(Library):
+        pass
+
+    def wrap(original):
+        return lambda self: [*original(self), "ours"]
+
+    replace_once(Library, "send", wrap)
+    replace_once(Library, "send", wrap)  # installed twice: still one wrapper
+    assert Library().send() == ["library", "ours"]
+    replace_once(Subclass, "send", wrap)  # a subclass is a class of its own
+    assert Subclass().send() == ["library", "ours", "ours"]

@@ -94,7 +94,7 @@ async def test_daphne_gives_websockets_an_input_queue_and_http_its_own(monkeypat
 
     # install() patches daphne's class: put it back as it was after this test.
     monkeypatch.setattr(Server, "create_application", Server.create_application)
-    monkeypatch.setattr(Server, "_chatplatform_input_queue", False, raising=False)
+    monkeypatch.setattr(Server, "_chatplatform_replaced_create_application", False, raising=False)
 
     received: list[object] = []
 

@@ -55,7 +55,7 @@ class Server:
 async def server(monkeypatch):
     # install() changes Twisted's class: put it back after each test.
     monkeypatch.setattr(tcp.Server, "startWriting", tcp.Server.startWriting)
-    monkeypatch.setattr(tcp.Server, "_chatplatform_write_soon", False, raising=False)
+    monkeypatch.setattr(tcp.Server, "_chatplatform_replaced_startWriting", False, raising=False)
     assert writesoon.install() is True
     served = Server()
     yield served
