@@ -1,5 +1,6 @@
 """Sanitising of tool parameters and results before they are stored or sent."""
 
+import math
 from typing import Any
 
 SENSITIVE_KEY_PARTS = ("password", "secret", "key", "token", "auth", "credential")
@@ -19,8 +20,12 @@ def is_sensitive_key(key: object) -> bool:
 def _clean(value: Any, *, string_limit: int, list_limit: int | None, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         return "[TRUNCATED]"
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, float):
+        # JSON has no NaN or infinity (PostgreSQL's jsonb refuses them, browsers'
+        # JSON.parse too): they travel as their text, "nan", "inf" or "-inf".
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
         return value[:string_limit]
     if isinstance(value, dict):
