@@ -16,18 +16,16 @@ unless SQLITE_CHECKPOINT_SECONDS=0 asks SQLite to do them in commits).
 """
 
 import contextlib
-import functools
 import logging
-import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
 from agents.events.store import CountersMissing, FrameEncoder, NewEvent, events_record_on
+from agents.sql import QmarkCursor
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +63,9 @@ class InlineStore:
         try:
             # The same work as on the writer thread; a user's first event (no counter
             # row yet) raises CountersMissing and goes there.
-            stored = events_record_on(_Cursor(db.cursor()), "sqlite", events, encode, lock=False)
+            stored = events_record_on(
+                QmarkCursor(db.cursor()), "sqlite", events, encode, lock=False
+            )
             db.execute("COMMIT")
             return stored
         except Exception as exc:
@@ -141,26 +141,3 @@ def _database_file() -> str:
     if connection.vendor != "sqlite" or name == ":memory:" or "mode=memory" in name:
         return ""
     return name
-
-
-class _Cursor:
-    """A sqlite3 cursor taking our statements' %s placeholders, as Django's SQLite backend does."""
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self._cursor = cursor
-
-    def execute(self, sql: str, params: Sequence[Any]) -> None:
-        """Run one statement."""
-        self._cursor.execute(_qmarks(sql), params)
-
-    def fetchall(self) -> list[Any]:
-        """Return the rows the statement returned."""
-        return self._cursor.fetchall()
-
-
-_FORMAT_MARK = re.compile(r"(?<!%)%s")
-
-
-@functools.lru_cache(maxsize=256)
-def _qmarks(sql: str) -> str:
-    return _FORMAT_MARK.sub("?", sql).replace("%%", "%")

@@ -1,8 +1,9 @@
 """Storing events: numbered per user, inserted in batches, committed with their run change."""
 
+import contextlib
 import functools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,7 +48,7 @@ def events_record(
     """
     if not events:
         return []
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), _statement_cursor() as cursor:
         return events_record_on(
             cursor,
             connection.vendor,
@@ -56,6 +57,26 @@ def events_record(
             lock=connection.features.has_select_for_update,
             make_counters=_counters_make,
         )
+
+
+@contextlib.contextmanager
+def _statement_cursor() -> Iterator[Any]:
+    """A cursor of the default connection, in its transaction, for events_record_on.
+
+    On SQLite the driver's own cursor under sql.QmarkCursor, which rewrites a
+    statement's placeholders once, not at every execute as Django's does; on
+    other databases Django's cursor (PostgreSQL's takes %s as it is).
+    """
+    if connection.vendor != "sqlite":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.ensure_connection()
+    cursor = sql.QmarkCursor(connection.connection.cursor())
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 class CountersMissing(Exception):

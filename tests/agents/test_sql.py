@@ -187,3 +187,14 @@ def test_the_replay_reads_agree_with_the_orm(make_user):
     expected = [frames_after(user_id=u, seq=q, limit=n, through_seq=t) for u, q, n, t in keys]
     assert frames_after_many(keys) == expected
     assert frames_after_many([]) == []
+
+
+def test_the_qmark_cursor_takes_our_placeholders_as_djangos_sqlite_cursor_does():
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    cursor = sql.QmarkCursor(db.cursor())
+    cursor.execute("SELECT %s, '100%%', '%%s', %s || 'x'", [1, "a"])
+    assert cursor.fetchall() == [(1, "100%", "%s", "ax")]
+    cursor.close()
+    db.close()
