@@ -68,8 +68,8 @@ def _statement_cursor() -> Iterator[Any]:
     other databases Django's cursor (PostgreSQL's takes %s as it is).
     """
     if connection.vendor != "sqlite":
-        with connection.cursor() as cursor:
-            yield cursor
+        with connection.cursor() as django_cursor:
+            yield django_cursor
         return
     connection.ensure_connection()
     cursor = sql.QmarkCursor(connection.connection.cursor())
