@@ -51,7 +51,9 @@ class _Pending:
     run: RunRef
     event: NewEvent
     called_at: float
-    future: "asyncio.Future[dict[str, Any]]"
+    # None for an enqueued event nobody waits for (most streamed text): no future
+    # to make, resolve and call back per event. Made when its enqueuer must wait.
+    future: "asyncio.Future[dict[str, Any]] | None"
     envelope: dict[str, Any] = field(default_factory=dict)
 
     def encode(self, seq: int, created_at: datetime, data_text: str) -> str:
@@ -99,9 +101,10 @@ class EventWriter:
 
     async def write(self, run: RunRef, event: NewEvent, called_at: float) -> dict[str, Any]:
         """Queue the event; return its envelope once it is stored and published."""
-        pending = self._append(run, event, called_at)
+        future = asyncio.get_running_loop().create_future()
+        self._append(run, event, called_at, future)
         # Shielded: a caller cancelled meanwhile does not unqueue its event.
-        return await asyncio.shield(pending.future)
+        return await asyncio.shield(future)
 
     async def enqueue(self, run: RunRef, event: NewEvent, called_at: float) -> None:
         """Queue the event and return; wait only while the queue is over its bound.
@@ -110,16 +113,23 @@ class EventWriter:
         other; the caller just does not wait for it (streamed text keeps
         flowing while earlier events commit). A failure is logged.
         """
-        pending = self._append(run, event, called_at)
-        pending.future.add_done_callback(_retrieved)
+        pending = self._append(run, event, called_at, None)
         if len(self._queue) > self._max_queue:
+            # Still queued: the writer runs only once this coroutine yields.
+            pending.future = asyncio.get_running_loop().create_future()
+            pending.future.add_done_callback(_retrieved)
             await asyncio.shield(pending.future)
 
-    def _append(self, run: RunRef, event: NewEvent, called_at: float) -> _Pending:
-        loop = asyncio.get_running_loop()
-        pending = _Pending(run, event, called_at, loop.create_future())
+    def _append(
+        self,
+        run: RunRef,
+        event: NewEvent,
+        called_at: float,
+        future: "asyncio.Future[dict[str, Any]] | None",
+    ) -> _Pending:
+        pending = _Pending(run, event, called_at, future)
         self._queue.append(pending)
-        self._ensure_running(loop)
+        self._ensure_running(asyncio.get_running_loop())
         return pending
 
     def _ensure_running(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -153,7 +163,7 @@ class EventWriter:
                 await self._finish(batch, outcomes)
         except asyncio.CancelledError:
             for pending in self._queue:
-                if not pending.future.done():
+                if pending.future is not None and not pending.future.done():
                     pending.future.set_exception(RuntimeError("event writer stopped"))
             self._queue.clear()
             raise
@@ -182,6 +192,9 @@ class EventWriter:
             # publish handles its own failures; anything else must not stop the writer.
             logger.exception("publishing %s events failed", len(stored))
         for pending, outcome in zip(batch, outcomes, strict=True):
+            # An enqueued event's failure was logged where it happened (_failed).
+            if pending.future is None:
+                continue
             if isinstance(outcome, BaseException):
                 pending.future.set_exception(outcome)
             else:

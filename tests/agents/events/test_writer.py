@@ -1,6 +1,8 @@
 """EventWriter, LocalHub, SocketStream: batched, stored before sent, gapless per socket."""
 
 import asyncio
+import gc
+import logging
 import time
 import uuid
 
@@ -137,6 +139,37 @@ async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
     assert isinstance(results[1], TypeError)
     assert [r["data"]["delta"] for r in (results[0], results[2])] == ["a", "c"]
     assert [seq for seq, _ in await stored(user.pk)] == [1, 2] == published
+    await database_sync_to_async(writer.close)()
+
+
+async def test_a_failing_enqueued_event_is_logged_and_fails_alone(amake_user, caplog):
+    user = await amake_user()
+    ref = await make_run(user)
+    published = []
+
+    async def publish(events: list[StoredEvent]) -> None:
+        published.extend(event.seq for event in events)
+
+    writer = EventWriter(publish=publish)
+
+    def event(delta, run_change=None):
+        return NewEvent(user.pk, ref.run_id, "partial_result", {"delta": delta}, run_change)
+
+    bad = {"status": "completed", "no_such_field": 1}  # run_finish() rejects it
+    loop = asyncio.get_running_loop()
+    unretrieved = []
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    with caplog.at_level(logging.ERROR, logger="agents.events.writer"):
+        await writer.enqueue(ref, event("a"), 0.0)
+        await writer.enqueue(ref, event("b", bad), 0.0)
+        await writer.enqueue(ref, event("c"), 0.0)
+        last = await writer.write(ref, event("d"), 0.0)
+    assert last["seq"] == 3
+    assert [seq for seq, _ in await stored(user.pk)] == [1, 2, 3] == published
+    failures = [r for r in caplog.records if "storing a partial_result event failed" in r.message]
+    assert len(failures) == 1 and isinstance(failures[0].exc_info[1], TypeError)
+    gc.collect()  # an unretrieved future's exception is reported when it is collected
+    assert unretrieved == []
     await database_sync_to_async(writer.close)()
 
 
