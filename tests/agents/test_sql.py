@@ -198,3 +198,17 @@ def test_the_qmark_cursor_takes_our_placeholders_as_djangos_sqlite_cursor_does()
     assert cursor.fetchall() == [(1, "100%", "%s", "ax")]
     cursor.close()
     db.close()
+
+
+def test_the_qmark_cursor_rewrites_our_statements_as_djangos_sqlite_cursor_does():
+    from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+
+    from agents.events.store import _insert_text
+
+    insert, row_marks = _insert_text("sqlite")
+    for text in (
+        insert + ", ".join([row_marks] * 500),
+        "UPDATE t SET n = n + CASE id WHEN %s THEN %s END WHERE id IN (%s, %s) RETURNING id",
+        "SELECT %s, '100%%', '%%s' FROM t WHERE a LIKE 'x%%' AND b = %s",
+    ):
+        assert sql._qmarks(text) == FORMAT_QMARK_REGEX.sub("?", text).replace("%%", "%")
