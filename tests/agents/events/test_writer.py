@@ -116,23 +116,30 @@ async def test_each_batch_is_measured_for_ops(amake_user):
     await database_sync_to_async(writer.close)()
 
 
-async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
+# A run change run_finish() rejects: the event carrying it fails to store.
+BAD_CHANGE = {"status": "completed", "no_such_field": 1}
+
+
+async def publishing_writer(amake_user):
+    """A writer for a new user's run, the seqs it publishes, and a partial_result maker."""
     user = await amake_user()
     ref = await make_run(user)
-    published = []
+    published: list[int] = []
 
     async def publish(events: list[StoredEvent]) -> None:
         published.extend(event.seq for event in events)
 
-    writer = EventWriter(publish=publish)
-
     def event(delta, run_change=None):
         return NewEvent(user.pk, ref.run_id, "partial_result", {"delta": delta}, run_change)
 
-    bad = {"status": "completed", "no_such_field": 1}  # run_finish() rejects it
+    return user, ref, EventWriter(publish=publish), published, event
+
+
+async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
+    user, ref, writer, published, event = await publishing_writer(amake_user)
     results = await asyncio.gather(
         writer.write(ref, event("a"), 0.0),
-        writer.write(ref, event("b", bad), 0.0),
+        writer.write(ref, event("b", BAD_CHANGE), 0.0),
         writer.write(ref, event("c"), 0.0),
         return_exceptions=True,
     )
@@ -143,25 +150,12 @@ async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
 
 
 async def test_a_failing_enqueued_event_is_logged_and_fails_alone(amake_user, caplog):
-    user = await amake_user()
-    ref = await make_run(user)
-    published = []
-
-    async def publish(events: list[StoredEvent]) -> None:
-        published.extend(event.seq for event in events)
-
-    writer = EventWriter(publish=publish)
-
-    def event(delta, run_change=None):
-        return NewEvent(user.pk, ref.run_id, "partial_result", {"delta": delta}, run_change)
-
-    bad = {"status": "completed", "no_such_field": 1}  # run_finish() rejects it
-    loop = asyncio.get_running_loop()
+    user, ref, writer, published, event = await publishing_writer(amake_user)
     unretrieved = []
-    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unretrieved.append(context))
     with caplog.at_level(logging.ERROR, logger="agents.events.writer"):
         await writer.enqueue(ref, event("a"), 0.0)
-        await writer.enqueue(ref, event("b", bad), 0.0)
+        await writer.enqueue(ref, event("b", BAD_CHANGE), 0.0)
         await writer.enqueue(ref, event("c"), 0.0)
         last = await writer.write(ref, event("d"), 0.0)
     assert last["seq"] == 3
