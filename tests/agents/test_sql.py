@@ -1,14 +1,17 @@
 """The written-out statements (agents/sql.py) read and write exactly what the ORM would."""
 
 import datetime
+import sqlite3
 import uuid
 
 import pytest
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Model
 from django.utils import timezone
 
 from agents import sql
 from agents.errors import NotFound, UnknownAgent
+from agents.events.store import _insert_text
 from agents.models import Agent, Run, Thread
 from agents.selectors import agent_get_enabled, run_active_in_thread, runs_active_count
 from agents.services.runs import RunDraft, run_create
@@ -190,8 +193,6 @@ def test_the_replay_reads_agree_with_the_orm(make_user):
 
 
 def test_the_qmark_cursor_takes_our_placeholders_as_djangos_sqlite_cursor_does():
-    import sqlite3
-
     db = sqlite3.connect(":memory:")
     cursor = sql.QmarkCursor(db.cursor())
     cursor.execute("SELECT %s, '100%%', '%%s', %s || 'x'", [1, "a"])
@@ -201,10 +202,6 @@ def test_the_qmark_cursor_takes_our_placeholders_as_djangos_sqlite_cursor_does()
 
 
 def test_the_qmark_cursor_rewrites_our_statements_as_djangos_sqlite_cursor_does():
-    from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
-
-    from agents.events.store import _insert_text
-
     insert, row_marks = _insert_text("sqlite")
     for text in (
         insert + ", ".join([row_marks] * 500),

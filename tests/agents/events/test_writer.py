@@ -157,7 +157,7 @@ async def test_a_failing_enqueued_event_is_logged_and_fails_alone(amake_user, ca
         await writer.enqueue(ref, event("a"), 0.0)
         await writer.enqueue(ref, event("b", BAD_CHANGE), 0.0)
         await writer.enqueue(ref, event("c"), 0.0)
-        last = await writer.write(ref, event("d"), 0.0)
+        last = await asyncio.wait_for(writer.write(ref, event("d"), 0.0), 10)
     assert last["seq"] == 3
     assert [seq for seq, _ in await stored(user.pk)] == [1, 2, 3] == published
     failures = [r for r in caplog.records if "storing a partial_result event failed" in r.message]
