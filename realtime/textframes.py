@@ -7,7 +7,10 @@ socket with none of those options on, a two-to-ten-byte header and the payload.
 `install` makes daphne's `serverSend` write that frame straight to the
 transport while the socket is open and autobahn would do nothing more; anything
 else (binary, a socket not open, compression, fragmentation, frame logging,
-timings, masking, a payload limit, sends already queued) takes autobahn's path.
+timings, masking, sends already queued, a message over the payload limit)
+takes autobahn's path. daphne always sets a payload limit (1 MiB unless told
+otherwise), so the limit is checked against each message, as autobahn does,
+not taken to rule the socket out.
 tests/realtime/test_textframes.py compares the bytes with autobahn's own, and
 tests/realtime/test_adapters.py fails when the daphne or autobahn code relied
 on changes.
@@ -35,12 +38,21 @@ def plain(protocol: Any) -> bool:
         and protocol._perMessageCompress is None
         and not protocol.send_queue
         and not protocol.autoFragmentSize
-        and not protocol.maxMessagePayloadSize
         and not protocol.maskServerFrames
         and not protocol.logFrames
         and not protocol.logOctets
         and protocol.trackedTimings is None
     )
+
+
+def plain_frame(protocol: Any, text: str) -> bytes | None:
+    """The frame autobahn would write for this text message, or None where autobahn must send it."""
+    if not plain(protocol):
+        return None
+    payload = text.encode("utf8")
+    if 0 < protocol.maxMessagePayloadSize < len(payload):
+        return None  # autobahn refuses it (PayloadExceededError), as it always has
+    return text_frame(payload)
 
 
 def install() -> bool:
@@ -52,10 +64,11 @@ def install() -> bool:
 
     def framing_plain_text(original: Method) -> Method:
         def server_send(self: Any, content: Any, binary: bool = False) -> None:
-            if binary or not plain(self):
+            frame = None if binary else plain_frame(self, content)
+            if frame is None:
                 original(self, content, binary)
                 return
-            self.transport.write(text_frame(content.encode("utf8")))
+            self.transport.write(frame)
 
         return server_send
 

@@ -3,10 +3,11 @@
 from typing import Any
 
 import pytest
+from autobahn.exception import PayloadExceededError
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.testing import StringTransport
 
-from realtime.textframes import plain, text_frame
+from realtime.textframes import plain, plain_frame, text_frame
 
 HANDSHAKE = (
     b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -53,7 +54,6 @@ def test_non_ascii_text_is_framed_as_its_utf8_bytes():
     "options",
     [
         {"autoFragmentSize": 10},
-        {"maxMessagePayloadSize": 1000},
         {"logFrames": True},
         {"logOctets": True},
     ],
@@ -62,6 +62,47 @@ def test_non_ascii_text_is_framed_as_its_utf8_bytes():
 def test_sockets_with_autobahn_options_on_are_left_to_autobahn(options):
     protocol, _ = open_socket(**options)
     assert not plain(protocol)
+
+
+def daphne_defaults() -> dict[str, Any]:
+    """The socket options daphne's Server sets when run as `daphne` is (Server.run)."""
+    import inspect
+
+    from daphne.server import Server
+
+    default = {
+        name: parameter.default
+        for name, parameter in inspect.signature(Server.__init__).parameters.items()
+    }
+    return {
+        "autoPingTimeout": default["ping_timeout"],
+        "allowNullOrigin": True,
+        "openHandshakeTimeout": default["websocket_handshake_timeout"],
+        "maxMessagePayloadSize": default["websocket_max_message_size"],
+        "maxFramePayloadSize": default["websocket_max_frame_size"],
+    }
+
+
+def test_daphnes_own_sockets_are_plain():
+    # daphne sets a payload limit on every socket: that alone must not send
+    # every frame down autobahn's path (as it did, unnoticed, before this test).
+    options = daphne_defaults()
+    assert options["maxMessagePayloadSize"] > 0
+    protocol, transport = open_socket(**options)
+    assert plain(protocol)
+    text = '{"type":"agent_thinking","seq":1}'
+    protocol.sendMessage(text.encode("utf8"))
+    assert plain_frame(protocol, text) == transport.value()
+
+
+def test_a_message_over_the_payload_limit_is_left_to_autobahn_which_refuses_it():
+    protocol, transport = open_socket(maxMessagePayloadSize=1000)
+    assert plain(protocol)
+    protocol.sendMessage(b"x" * 1000)
+    assert plain_frame(protocol, "x" * 1000) == transport.value()
+    assert plain_frame(protocol, "é" * 501) is None  # 1,002 bytes
+    with pytest.raises(PayloadExceededError):
+        protocol.sendMessage(("é" * 501).encode("utf8"))
 
 
 def test_a_socket_tracking_timings_is_left_to_autobahn():
