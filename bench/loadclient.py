@@ -142,7 +142,7 @@ def _worker(
     out.send((outcome.latencies.tobytes(), outcome.first, outcome.last, outcome.cpu))
 
 
-class _Lean(asyncio.Protocol):
+class LeanSocket(asyncio.Protocol):
     """One socket: websockets' Sans-I/O protocol straight on an asyncio transport.
 
     websockets does the handshake, the framing, pings and the closing handshake;
@@ -218,22 +218,34 @@ class _Lean(asyncio.Protocol):
                 self.transport.write_eof()
 
 
-async def _open(url: str, spec: Socket, tls: ssl.SSLContext | None) -> _Lean:
-    """Open one socket; read the hello and the greeting's reply if it has them."""
+async def connect(
+    url: str,
+    headers: dict[str, str],
+    on_text: Callable[[bytes], None],
+    tls: ssl.SSLContext | None = None,
+    seconds: float = 30,
+) -> LeanSocket:
+    """Open one lean socket and wait for its handshake; each text message goes to on_text."""
     uri = parse_uri(url)
-    replies: asyncio.Queue[bytes] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     _, lean = await asyncio.wait_for(
         loop.create_connection(
-            lambda: _Lean(url, spec.headers, replies.put_nowait),
+            lambda: LeanSocket(url, headers, on_text),
             uri.host,
             uri.port,
             ssl=tls,
             server_hostname=uri.host if tls is not None else None,
         ),
-        30,
+        seconds,
     )
-    await asyncio.wait_for(lean.opened, 30)
+    await asyncio.wait_for(lean.opened, seconds)
+    return lean
+
+
+async def _open(url: str, spec: Socket, tls: ssl.SSLContext | None) -> LeanSocket:
+    """Open one socket; read the hello and the greeting's reply if it has them."""
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    lean = await connect(url, spec.headers, replies.put_nowait, tls)
     if spec.skip_hello:
         await asyncio.wait_for(replies.get(), 30)
     if spec.greet is not None:
