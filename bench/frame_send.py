@@ -2,9 +2,10 @@
 
 Usage: python bench/frame_send.py [--frames 200000]
 Prints the best of 5 timings per frame, on an open autobahn server socket after a
-real handshake, with a transport that drops what it is given (the send itself
-is the same either way), and autobahn's debug helpers swapped as under daphne
-(realtime/autobahn_logging.py). RESULTS.md is left as it is.
+real handshake, with the socket options daphne sets by default, a transport
+that drops what it is given (the send itself is the same either way), and
+autobahn's debug helpers swapped as under daphne (realtime/autobahn_logging.py).
+RESULTS.md is left as it is.
 """
 
 import argparse
@@ -15,12 +16,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import daphne.server  # noqa: F401  (first: it installs the asyncio reactor, as under daphne)
 from autobahn.twisted.websocket import WebSocketServerFactory
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet.testing import StringTransport
 
 from realtime import autobahn_logging, textframes
-from tests.realtime.test_textframes import HANDSHAKE
+from tests.realtime.test_textframes import HANDSHAKE, daphne_defaults
 
 FRAME = (
     '{"type":"token","seq":12345,"run_id":"8c5e0f3a-6f7b-4d8e-9a41-3b2f1e0c9d77",'
@@ -60,6 +62,7 @@ def main() -> None:
     autobahn_logging.install()  # as chatplatform/asgi.py does under daphne
     factory = WebSocketServerFactory("ws://localhost")
     factory.protocol = Opened
+    factory.setProtocolOptions(**daphne_defaults())  # as daphne's Server.run does
     protocol = factory.buildProtocol(None)
     protocol.makeConnection(Dropping())
     protocol.dataReceived(HANDSHAKE)
@@ -67,6 +70,7 @@ def main() -> None:
     assert protocol.state == protocol.STATE_OPEN
     theirs = per_frame(WebSocketProtocol.serverSend, protocol, args.frames)
     textframes.install()
+    assert textframes.plain(protocol), "daphne's sockets would not take our frame writer"
     ours = per_frame(WebSocketProtocol.serverSend, protocol, args.frames)
     print(f"daphne's serverSend through autobahn: {theirs:.2f} µs a frame")
     print(f"with realtime/textframes.py:          {ours:.2f} µs a frame")
