@@ -125,11 +125,13 @@ def counters_bump(
 ) -> tuple[dict[int, int], list[int]]:
     """Reserve `counts[user]` seqs per user in the cursor's transaction; return first seqs, missing.
 
-    With `lock` (PostgreSQL's SELECT ... FOR UPDATE) the counter rows are
-    locked in user-id order first, so concurrent batches cannot deadlock;
-    SQLite's write transaction already holds the whole database. Then one
-    UPDATE ... RETURNING bumps them all. Users without a counter row yet are
-    returned as missing, unbumped.
+    One UPDATE ... RETURNING bumps them all. With `lock` (PostgreSQL) it
+    first locks the rows in user-id order, in the same statement (SELECT ...
+    ORDER BY ... FOR UPDATE in a WITH clause, whose rows the UPDATE joins: no
+    row is updated before that clause has locked it), so concurrent batches
+    cannot deadlock, and the lock costs no round trip of its own. SQLite's
+    write transaction already holds the whole database. Users without a
+    counter row yet are returned as missing, unbumped.
     """
     ids = sorted(counts)
     table = sql.table(UserEventCounter)
@@ -138,14 +140,19 @@ def counters_bump(
     bumps = [value for user_id in ids for value in (user_id, counts[user_id])]
     if lock:
         cursor.execute(
-            f"SELECT user_id FROM {table} WHERE user_id IN ({marks}) ORDER BY user_id FOR UPDATE",
-            ids,
+            f"WITH locked AS (SELECT user_id FROM {table} WHERE user_id IN ({marks}) "
+            "ORDER BY user_id FOR UPDATE) "
+            f"UPDATE {table} AS counter SET last_seq = counter.last_seq "
+            f"+ CASE counter.user_id {cases} END FROM locked "
+            "WHERE counter.user_id = locked.user_id RETURNING counter.user_id, counter.last_seq",
+            [*ids, *bumps],
         )
-    cursor.execute(
-        f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
-        f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
-        [*bumps, *ids],
-    )
+    else:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
+            f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
+            [*bumps, *ids],
+        )
     last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
     first = {user_id: last[user_id] - counts[user_id] + 1 for user_id in last}
     return first, [user_id for user_id in ids if user_id not in last]
