@@ -5,14 +5,16 @@ import sqlite3
 import uuid
 
 import pytest
+from django.db import connection
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Model
 from django.utils import timezone
 
 from agents import sql
 from agents.errors import NotFound, UnknownAgent
-from agents.events.store import _insert_text
-from agents.models import Agent, Run, Thread
+from agents.events.frames import encode_data
+from agents.events.store import COPY_ABOVE, NewEvent, _insert_text, events_record
+from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
 from agents.selectors import agent_get_enabled, run_active_in_thread, runs_active_count
 from agents.services.runs import RunDraft, run_create
 
@@ -209,3 +211,66 @@ def test_the_qmark_cursor_rewrites_our_statements_as_djangos_sqlite_cursor_does(
         "SELECT %s, '100%%', '%%s' FROM t WHERE a LIKE 'x%%' AND b = %s",
     ):
         assert sql._qmarks(text) == FORMAT_QMARK_REGEX.sub("?", text).replace("%%", "%")
+
+
+AWKWARD = {
+    "text": 'tab\there, newline\nthere, back\\slash, "quotes", \u2028 é 🙂',
+    "nested": {"list": [1, 2.5, None, True, "\\N"], "empty": {}},
+}
+
+
+def awkward_frame(index: int, seq: int, at: datetime.datetime, data_text: str) -> str:
+    """A stored frame holding what COPY's text format must escape."""
+    return f'{{"seq":{seq},"i":{index},"data":{data_text}}}\t\\N\n\\.\r'
+
+
+@pytest.mark.parametrize("count", [1, COPY_ABOVE, COPY_ABOVE + 1, 40])
+def test_a_batch_is_stored_as_given_however_many_rows_it_has(make_user, count):
+    # On PostgreSQL batches over COPY_ABOVE rows go in by COPY, smaller ones by INSERT.
+    user, other = make_user(), make_user()
+    mine, theirs = full_run(user), full_run(other)
+    events = [
+        NewEvent(
+            *((user.pk, str(mine.pk)) if i % 3 else (other.pk, str(theirs.pk))),
+            "agent_thinking",
+            {**AWKWARD, "i": i},
+        )
+        for i in range(count)
+    ]
+    returned = events_record(events, encode=awkward_frame)
+    stored = {
+        (row.user_id, row.seq): row for row in RunEvent.objects.filter(user__in=[user, other])
+    }
+    assert len(stored) == count
+    for index, (event, (seq, at, frame)) in enumerate(zip(events, returned, strict=True)):
+        row = stored[(event.user_id, seq)]
+        assert (str(row.run_id), row.type, row.payload) == (
+            event.run_id,
+            event.event_type,
+            event.data,
+        )
+        assert row.frame == frame == awkward_frame(index, seq, at, encode_data(event.data))
+        assert row.created_at == at
+    for someone in (user, other):
+        seqs = sorted(seq for user_id, seq in stored if user_id == someone.pk)
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's COPY only")
+def test_a_row_copy_refuses_fails_its_whole_batch_with_djangos_error(make_user):
+    from django.db import DataError
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    too_long = "x" * 33  # the type column holds 32
+    batch = [
+        NewEvent(user.pk, str(run.pk), too_long if i == 5 else "agent_thinking", {"i": i})
+        for i in range(COPY_ABOVE + 1)
+    ]
+    with pytest.raises(DataError):
+        events_record(batch)
+    assert RunEvent.objects.filter(user=user).count() == 1
+    assert UserEventCounter.objects.get(user=user).last_seq == 1
+    # and the connection goes on storing
+    assert [seq for seq, _, _ in events_record(batch[:5] + batch[6:])] == list(range(2, 10))
