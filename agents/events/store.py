@@ -65,18 +65,22 @@ def _statement_cursor() -> Iterator[Any]:
 
     On SQLite the driver's own cursor under sql.QmarkCursor, which rewrites a
     statement's placeholders once, not at every execute as Django's does; on
-    other databases Django's cursor (PostgreSQL's takes %s as it is).
+    other databases Django's cursor (PostgreSQL's takes %s as it is, and its
+    driver cursor does the COPY of _events_copy). Either way the driver's
+    errors come out as Django's, as from Django's own execute (and mark the
+    connection for Django's health check the same way).
     """
-    if connection.vendor != "sqlite":
-        with connection.cursor() as django_cursor:
-            yield django_cursor
-        return
-    connection.ensure_connection()
-    cursor = sql.QmarkCursor(connection.connection.cursor())
-    try:
-        yield cursor
-    finally:
-        cursor.close()
+    with connection.wrap_database_errors:
+        if connection.vendor != "sqlite":
+            with connection.cursor() as django_cursor:
+                yield django_cursor
+            return
+        connection.ensure_connection()
+        cursor = sql.QmarkCursor(connection.connection.cursor())
+        try:
+            yield cursor
+        finally:
+            cursor.close()
 
 
 class CountersMissing(Exception):
@@ -217,12 +221,8 @@ def _events_insert(cursor: Any, vendor: str, rows: list[EventRow], at: datetime)
 
 
 def _events_copy(cursor: Any, rows: list[list[Any]]) -> None:
-    """Insert event rows with PostgreSQL's COPY, through Django's cursor's driver cursor.
-
-    Errors come out as Django's, as from its cursor's execute (and mark the
-    connection for Django's health check the same way).
-    """
-    with cursor.db.wrap_database_errors, cursor.copy(_copy_text()) as copy:
+    """Insert event rows with PostgreSQL's COPY, through Django's cursor's driver cursor."""
+    with cursor.copy(_copy_text()) as copy:
         for row in rows:
             copy.write_row(row)
 

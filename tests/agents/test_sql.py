@@ -274,3 +274,20 @@ def test_a_row_copy_refuses_fails_its_whole_batch_with_djangos_error(make_user):
     assert UserEventCounter.objects.get(user=user).last_seq == 1
     # and the connection goes on storing
     assert [seq for seq, _, _ in events_record(batch[:5] + batch[6:])] == list(range(2, 10))
+
+
+@pytest.mark.parametrize("count", [1, COPY_ABOVE + 1])
+def test_a_statement_error_comes_out_as_djangos_and_keeps_nothing(make_user, count):
+    # Events are stored through the driver's cursor (SQLite's, and PostgreSQL's
+    # COPY): its errors must still be Django's, whatever the path.
+    from django.db import IntegrityError
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
+    batch[-1] = NewEvent(user.pk, str(run.pk), None, {})  # type: ignore[arg-type]  # NOT NULL
+    with pytest.raises(IntegrityError):
+        events_record(batch)
+    assert RunEvent.objects.filter(user=user).count() == 1
+    assert UserEventCounter.objects.get(user=user).last_seq == 1
