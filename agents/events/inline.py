@@ -24,7 +24,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection
 
-from agents.events.store import CountersMissing, FrameEncoder, NewEvent, events_record_on
+from agents.events.store import FrameEncoder, NewEvent, events_record_on
 from agents.sql import QmarkCursor
 
 logger = logging.getLogger(__name__)
@@ -61,11 +61,8 @@ class InlineStore:
             self._declined(exc)
             return None
         try:
-            # The same work as on the writer thread; a user's first event (no counter
-            # row yet) raises CountersMissing and goes there.
-            stored = events_record_on(
-                QmarkCursor(db.cursor()), "sqlite", events, encode, lock=False
-            )
+            # The same work as on the writer thread.
+            stored = events_record_on(QmarkCursor(db.cursor()), "sqlite", events, encode)
             db.execute("COMMIT")
             return stored
         except Exception as exc:
@@ -111,7 +108,7 @@ class InlineStore:
         return self._db
 
     def _declined(self, exc: Exception) -> None:
-        if isinstance(exc, CountersMissing) or _locked(exc) or self._warned:
+        if _locked(exc) or self._warned:
             logger.debug("a batch went to the writer thread: %r", exc)
             return
         self._warned = True

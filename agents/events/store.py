@@ -39,24 +39,20 @@ def events_record(
     """Store events of any users in one transaction, numbered per user in the given order.
 
     Returns (seq, timestamp, frame) per event. Each user's counter row is
-    bumped once by that user's event count (its row lock orders concurrent
-    writers across threads and processes; rows are locked in user-id order, so
-    two processes writing for the same users cannot deadlock), and the seqs and
-    the events commit together: seqs have no holes and never repeat. An event
-    that starts or ends a run carries `run_change` (status, and result or error
-    for an end), which commits with it, so whoever sees the event finds the run so.
+    bumped once by that user's event count, made if it is the user's first
+    event (its row lock orders concurrent writers across threads and
+    processes; rows are locked in user-id order, so two processes writing for
+    the same users cannot deadlock), and the seqs and the events commit
+    together: seqs have no holes and never repeat. An event that starts or ends
+    a run carries `run_change` (status, and result or error for an end), which
+    commits with it, so whoever sees the event finds the run so.
     """
     if not events:
         return []
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _events_record_postgresql(events, encode)
     with transaction.atomic(), _statement_cursor() as cursor:
-        return events_record_on(
-            cursor,
-            connection.vendor,
-            events,
-            encode,
-            lock=connection.features.has_select_for_update,
-            make_counters=_counters_make,
-        )
+        return events_record_on(cursor, connection.vendor, events, encode)
 
 
 @contextlib.contextmanager
@@ -83,83 +79,114 @@ def _statement_cursor() -> Iterator[Any]:
             cursor.close()
 
 
-class CountersMissing(Exception):
-    """Users without a counter row yet, and no way given to make them."""
-
-
 def events_record_on(
-    cursor: Any,
-    vendor: str,
-    events: Sequence[NewEvent],
-    encode: FrameEncoder | None,
-    *,
-    lock: bool,
-    make_counters: Callable[[list[int]], None] | None = None,
+    cursor: Any, vendor: str, events: Sequence[NewEvent], encode: FrameEncoder | None
 ) -> list[tuple[int, datetime, str]]:
     """Do events_record's work through `cursor`, in the transaction its caller holds.
 
     The run changes, the seqs and the rows, on any DB-API cursor taking %s
     placeholders: Django's (events_record) or the loop's own SQLite connection
-    (agents/events/inline.py). Users whose first event this is get their counter
-    rows from `make_counters`; without it, CountersMissing is raised.
+    (agents/events/inline.py).
     """
-    for event in events:
-        if event.run_change is not None:
-            cursor.execute(*run_change_statement(run_id=event.run_id, change=event.run_change))
     counts = Counter(event.user_id for event in events)
-    next_seq, missing = counters_bump(cursor, counts, lock=lock)
-    if missing:
-        if make_counters is None:
-            raise CountersMissing(missing)
-        make_counters(missing)
-        more, _ = counters_bump(cursor, {u: counts[u] for u in missing}, lock=lock)
-        next_seq.update(more)
-    return events_insert(cursor, vendor, events, next_seq, encode)
+    for statement in (*_run_changes(events), _counters_statement(counts)):
+        cursor.execute(*statement)
+    return events_insert(cursor, vendor, events, _first_seqs(cursor.fetchall(), counts), encode)
 
 
-def _counters_make(user_ids: list[int]) -> None:
-    """Make the counter rows of users whose first event this is (Django's connection)."""
-    UserEventCounter.objects.bulk_create(
-        [UserEventCounter(user_id=user_id) for user_id in user_ids], ignore_conflicts=True
-    )
+def _events_record_postgresql(
+    events: Sequence[NewEvent], encode: FrameEncoder | None
+) -> list[tuple[int, datetime, str]]:
+    """events_record on PostgreSQL outside any transaction: the transaction in two round trips.
+
+    BEGIN, the run changes and the counters go to the server as one message
+    (the driver's client-side binding sends several statements as one simple
+    query), and the rows with COMMIT as the next (above COPY_ABOVE rows, the
+    COPY's two and then COMMIT). Through Django's atomic() and cursor the same
+    transaction took five: its BEGIN, its COMMIT, and the SELECT 1 with which
+    Django checks the connection's health before a cursor after each
+    close_old_connections(), that is before every batch of the writer. That
+    check is this transaction's first message here: a connection found broken
+    by it has stored nothing, and is opened again and the batch sent once more.
+    Errors come out as Django's; the transaction is rolled back on any failure.
+    """
+    counts = Counter(event.user_id for event in events)
+    statements = [*_run_changes(events), _counters_statement(counts)]
+    text = "; ".join(["BEGIN", *(statement for statement, _ in statements)])
+    params = [value for _, values in statements for value in values]
+    with connection.wrap_database_errors:
+        for attempt in (1, 2):
+            connection.ensure_connection()
+            driver = connection.connection
+            with driver.cursor() as cursor:
+                try:
+                    cursor.execute(text, params)
+                except Exception:
+                    if attempt == 1 and driver.broken:
+                        connection.close()  # dead since its last use: nothing was stored
+                        continue
+                    _roll_back(driver)
+                    raise
+                try:
+                    while cursor.nextset():  # to the counters' rows, the last result
+                        pass
+                    next_seq = _first_seqs(cursor.fetchall(), counts)
+                    return events_insert(
+                        cursor, "postgresql", events, next_seq, encode, commit=True
+                    )
+                except BaseException:
+                    _roll_back(driver)
+                    raise
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
-def counters_bump(
-    cursor: Any, counts: dict[int, int], *, lock: bool
-) -> tuple[dict[int, int], list[int]]:
-    """Reserve `counts[user]` seqs per user in the cursor's transaction; return first seqs, missing.
+def _roll_back(driver: Any) -> None:
+    """End a failed transaction of _events_record_postgresql (or close a connection that cannot)."""
+    from psycopg.pq import TransactionStatus
 
-    One UPDATE ... RETURNING bumps them all. With `lock` (PostgreSQL) it
-    first locks the rows in user-id order, in the same statement (SELECT ...
-    ORDER BY ... FOR UPDATE in a WITH clause, whose rows the UPDATE joins: no
-    row is updated before that clause has locked it), so concurrent batches
-    cannot deadlock, and the lock costs no round trip of its own. SQLite's
-    write transaction already holds the whole database. Users without a
-    counter row yet are returned as missing, unbumped.
+    if driver.closed or driver.info.transaction_status == TransactionStatus.IDLE:
+        return
+    try:
+        driver.execute("ROLLBACK")
+    except Exception:
+        connection.close()
+
+
+def _run_changes(events: Sequence[NewEvent]) -> list[tuple[str, list[Any]]]:
+    """The UPDATEs of the run changes the events carry, in their order."""
+    return [
+        run_change_statement(run_id=event.run_id, change=event.run_change)
+        for event in events
+        if event.run_change is not None
+    ]
+
+
+def _counters_statement(counts: dict[int, int]) -> tuple[str, list[Any]]:
+    """Reserve `counts[user]` seqs per user: one upsert of the counter rows, returning the last.
+
+    A user's first event makes the row (the ON CONFLICT clause bumps an
+    existing one). PostgreSQL locks each existing row as it reaches it, in the
+    order of the VALUES, which are in user-id order: concurrent batches lock
+    in the same order and cannot deadlock. SQLite's write transaction already
+    holds the whole database.
     """
     ids = sorted(counts)
     table = sql.table(UserEventCounter)
-    marks = sql.marks(ids)
-    cases = " ".join("WHEN %s THEN %s" for _ in ids)
-    bumps = [value for user_id in ids for value in (user_id, counts[user_id])]
-    if lock:
-        cursor.execute(
-            f"WITH locked AS (SELECT user_id FROM {table} WHERE user_id IN ({marks}) "
-            "ORDER BY user_id FOR UPDATE) "
-            f"UPDATE {table} AS counter SET last_seq = counter.last_seq "
-            f"+ CASE counter.user_id {cases} END FROM locked "
-            "WHERE counter.user_id = locked.user_id RETURNING counter.user_id, counter.last_seq",
-            [*ids, *bumps],
-        )
-    else:
-        cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + CASE user_id {cases} END "
-            f"WHERE user_id IN ({marks}) RETURNING user_id, last_seq",
-            [*bumps, *ids],
-        )
-    last = {int(user_id): int(seq) for user_id, seq in cursor.fetchall()}
-    first = {user_id: last[user_id] - counts[user_id] + 1 for user_id in last}
-    return first, [user_id for user_id in ids if user_id not in last]
+    user = sql.column(UserEventCounter, "user")
+    last = sql.column(UserEventCounter, "last_seq")
+    values = ", ".join("(%s, %s)" for _ in ids)
+    return (
+        f"INSERT INTO {table} ({user}, {last}) VALUES {values} "
+        f"ON CONFLICT ({user}) DO UPDATE SET {last} = {table}.{last} + excluded.{last} "
+        f"RETURNING {user}, {last}",
+        [value for user_id in ids for value in (user_id, counts[user_id])],
+    )
+
+
+def _first_seqs(returned: list[tuple[Any, Any]], counts: dict[int, int]) -> dict[int, int]:
+    """Each user's first reserved seq, from the counters' (user id, last seq) rows."""
+    last = {int(user_id): int(seq) for user_id, seq in returned}
+    return {user_id: last[user_id] - count + 1 for user_id, count in counts.items()}
 
 
 def events_insert(
@@ -168,8 +195,14 @@ def events_insert(
     events: Sequence[NewEvent],
     next_seq: dict[int, int],
     encode: FrameEncoder | None,
+    *,
+    commit: bool = False,
 ) -> list[tuple[int, datetime, str]]:
-    """Number the events from `next_seq` (per user, in order) and insert them; see events_record."""
+    """Number the events from `next_seq` (per user, in order) and insert them; see events_record.
+
+    With `commit` (PostgreSQL outside atomic()), COMMIT follows the rows, in
+    the same message as a written-out INSERT.
+    """
     created_at = timezone.now()
     rows, stored = [], []
     for index, event in enumerate(events):
@@ -179,7 +212,7 @@ def events_insert(
         frame = encode(index, seq, created_at, data_text) if encode is not None else ""
         rows.append((event.user_id, event.run_id, seq, event.event_type, data_text, frame))
         stored.append((seq, created_at, frame))
-    _events_insert(cursor, vendor, rows, created_at)
+    _events_insert(cursor, vendor, rows, created_at, commit)
     return stored
 
 
@@ -196,7 +229,9 @@ EVENT_COLUMNS = ("user", "run", "seq", "type", "payload", "frame", "created_at")
 COPY_ABOVE = 8
 
 
-def _events_insert(cursor: Any, vendor: str, rows: list[EventRow], at: datetime) -> None:
+def _events_insert(
+    cursor: Any, vendor: str, rows: list[EventRow], at: datetime, commit: bool
+) -> None:
     """Insert event rows, up to INSERT_CHUNK a statement, written out (agents/sql.py).
 
     The payload goes in as the JSON text already made for the frame (encode_data),
@@ -210,12 +245,15 @@ def _events_insert(cursor: Any, vendor: str, rows: list[EventRow], at: datetime)
     width = len(EVENT_COLUMNS)
     if vendor == "postgresql" and len(rows) > COPY_ABOVE:
         _events_copy(cursor, [params[i : i + width] for i in range(0, len(params), width)])
+        if commit:
+            cursor.execute("COMMIT")
         return
     insert, row_marks = _insert_text(vendor)
     for first in range(0, len(rows), INSERT_CHUNK):
         count = min(INSERT_CHUNK, len(rows) - first)
+        last = first + count == len(rows)
         cursor.execute(
-            insert + ", ".join([row_marks] * count),
+            insert + ", ".join([row_marks] * count) + ("; COMMIT" if commit and last else ""),
             params[first * width : (first + count) * width],
         )
 

@@ -1,11 +1,12 @@
 """The written-out statements (agents/sql.py) read and write exactly what the ORM would."""
 
+import contextlib
 import datetime
 import sqlite3
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Model
 from django.utils import timezone
@@ -224,9 +225,11 @@ def awkward_frame(index: int, seq: int, at: datetime.datetime, data_text: str) -
     return f'{{"seq":{seq},"i":{index},"data":{data_text}}}\t\\N\n\\.\r'
 
 
+@pytest.mark.parametrize("in_atomic", [False, True], ids=["alone", "in_atomic"])
 @pytest.mark.parametrize("count", [1, COPY_ABOVE, COPY_ABOVE + 1, 40])
-def test_a_batch_is_stored_as_given_however_many_rows_it_has(make_user, count):
-    # On PostgreSQL batches over COPY_ABOVE rows go in by COPY, smaller ones by INSERT.
+def test_a_batch_is_stored_as_given_however_many_rows_it_has(make_user, count, in_atomic):
+    # On PostgreSQL batches over COPY_ABOVE rows go in by COPY, smaller ones by INSERT;
+    # alone, the transaction is our own BEGIN ... COMMIT, inside atomic() Django's.
     user, other = make_user(), make_user()
     mine, theirs = full_run(user), full_run(other)
     events = [
@@ -237,7 +240,8 @@ def test_a_batch_is_stored_as_given_however_many_rows_it_has(make_user, count):
         )
         for i in range(count)
     ]
-    returned = events_record(events, encode=awkward_frame)
+    with transaction.atomic() if in_atomic else contextlib.nullcontext():
+        returned = events_record(events, encode=awkward_frame)
     stored = {
         (row.user_id, row.seq): row for row in RunEvent.objects.filter(user__in=[user, other])
     }
@@ -289,5 +293,136 @@ def test_a_statement_error_comes_out_as_djangos_and_keeps_nothing(make_user, cou
     batch[-1] = NewEvent(user.pk, str(run.pk), None, {})  # type: ignore[arg-type]  # NOT NULL
     with pytest.raises(IntegrityError):
         events_record(batch)
+    assert RunEvent.objects.filter(user=user).count() == 1
+    assert UserEventCounter.objects.get(user=user).last_seq == 1
+
+
+@pytest.mark.parametrize("in_atomic", [False, True], ids=["alone", "in_atomic"])
+def test_a_user_s_first_event_makes_its_counter_with_the_batch(make_user, in_atomic):
+    user, other = make_user(), make_user()
+    run = full_run(user)
+    assert not UserEventCounter.objects.filter(user__in=[user, other]).exists()
+    events = [NewEvent(u.pk, str(run.pk), "agent_thinking", {}) for u in (other, user, other)]
+    with transaction.atomic() if in_atomic else contextlib.nullcontext():
+        returned = events_record(events)
+    assert [seq for seq, _, _ in returned] == [1, 1, 2]
+    counters = dict(UserEventCounter.objects.values_list("user_id", "last_seq"))
+    assert (counters[user.pk], counters[other.pk]) == (1, 2)
+
+
+def test_a_failure_at_commit_keeps_nothing_and_the_connection_goes_on(make_user):
+    # The events' run is a deferred foreign key on PostgreSQL: checked at COMMIT,
+    # which goes in one message with the rows; on SQLite at the INSERT.
+    from django.db import IntegrityError
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    for count in (2, COPY_ABOVE + 1):
+        batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
+        batch[-1] = NewEvent(user.pk, str(uuid.uuid4()), "agent_thinking", {})  # no such run
+        with pytest.raises(IntegrityError):
+            events_record(batch)
+        assert RunEvent.objects.filter(user=user).count() == 1
+        assert UserEventCounter.objects.get(user=user).last_seq == 1
+        assert not connection.in_atomic_block and connection.get_autocommit()
+    assert [seq for seq, _, _ in events_record(batch[:-1])] == list(range(2, COPY_ABOVE + 2))
+
+
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
+
+
+def messages_to_server(action):
+    """Run `action`; return the Query messages the connection sent meanwhile (libpq's trace)."""
+    import tempfile
+
+    from psycopg import pq
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            action()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        lines = [line.split("\t") for line in trace.read().splitlines()]
+    return [
+        line[3].strip().strip('"') for line in lines if line[:1] == ["F"] and line[2] == "Query"
+    ]
+
+
+@postgres_only
+def test_a_batch_alone_is_two_messages_to_postgresql(make_user):
+    from django.db import close_old_connections
+
+    user = make_user()
+    run = full_run(user)
+    for count, expected in [
+        (3, ["BEGIN; ", "INSERT"]),
+        (COPY_ABOVE + 1, ["BEGIN; ", "COPY", "COMMIT"]),
+    ]:
+        batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
+        close_old_connections()  # as the writer does before each batch: no SELECT 1 follows
+        sent = messages_to_server(lambda batch=batch: events_record(batch))
+        assert [m[: len(e)] for m, e in zip(sent, expected, strict=True)] == expected
+        assert sent[0].count(";") == 1  # BEGIN with the counters
+        assert sent[-1].endswith("COMMIT")
+
+
+@postgres_only
+def test_a_connection_killed_between_batches_is_opened_again_and_stores_once(make_user):
+    import psycopg
+
+    from tests.services import POSTGRES_URL
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    for count in (1, COPY_ABOVE + 1):
+        first = UserEventCounter.objects.get(user=user).last_seq + 1
+        connection.ensure_connection()
+        killed = connection.connection.info.backend_pid
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [killed])
+        batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
+        assert [seq for seq, _, _ in events_record(batch)] == list(range(first, first + count))
+        assert connection.connection.info.backend_pid != killed
+    seqs = list(RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, 1 + 1 + (COPY_ABOVE + 1) + 1))  # each once
+
+
+@postgres_only
+def test_a_connection_that_cannot_be_opened_again_fails_the_batch_with_djangos_error(
+    make_user, monkeypatch
+):
+    import psycopg
+    from django.db import OperationalError
+
+    from tests.services import POSTGRES_URL
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    connection.ensure_connection()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    # the new connection dies as well, before its first statement
+    reconnect = connection.connect
+
+    def connect_and_die():
+        reconnect()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+
+    monkeypatch.setattr(connection, "connect", connect_and_die)
+    with pytest.raises(OperationalError):
+        events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    monkeypatch.undo()
+    connection.close()
     assert RunEvent.objects.filter(user=user).count() == 1
     assert UserEventCounter.objects.get(user=user).last_seq == 1

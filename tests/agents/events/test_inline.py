@@ -32,6 +32,10 @@ def stored(user_id):
     )
 
 
+def counter_seq(user_id):
+    return UserEventCounter.objects.get(user_id=user_id).last_seq
+
+
 @database_sync_to_async
 def give_counter(user):
     UserEventCounter.objects.get_or_create(user=user)
@@ -142,13 +146,17 @@ async def test_a_failing_event_leaves_nothing_inline_and_fails_alone(stream_for,
     assert [frame for _, _, frame in rows] == [encode_frame(results[0]), encode_frame(results[2])]
 
 
-async def test_a_first_event_and_a_big_batch_go_to_the_writer_thread(stream_for):
-    s = await stream_for(counter=False)  # no counter row yet: the writer thread makes it
+async def test_a_first_event_makes_its_counter_inline_and_a_big_batch_goes_to_the_thread(
+    stream_for,
+):
+    s = await stream_for(counter=False)  # no counter row yet: the batch's upsert makes it
     await s.write("first")
-    assert s.writer.inline_batches == 0
+    assert s.writer.inline_batches == 1
+    assert await database_sync_to_async(counter_seq)(s.user.pk) == 1
     await asyncio.gather(*(s.write(str(i)) for i in range(INLINE_MAX + 1)))
-    assert s.writer.inline_batches == 0
+    assert s.writer.inline_batches == 1
     assert await s.stored_seqs() == list(range(1, INLINE_MAX + 3))
+    assert await database_sync_to_async(counter_seq)(s.user.pk) == INLINE_MAX + 2
 
 
 async def test_run_changes_commit_inline_with_their_events(stream_for):
