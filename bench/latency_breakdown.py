@@ -1,7 +1,8 @@
 """Where an event's time goes at 2,000 events/s: the writer's stages beside what the client saw.
 
-Usage: python bench/latency_breakdown.py [--seconds 8] [--rate 2000] [--runs 2]
-Starts daphne (in-memory layer, SQLite) under bench/timed_daphne.py, drives
+Usage: python bench/latency_breakdown.py [--seconds 8] [--rate 2000] [--runs 2] [--postgres]
+Starts daphne (in-memory layer and SQLite, or with --postgres Redis and
+PostgreSQL) under bench/timed_daphne.py, drives
 100 users x 1 tab of the firehose agent at `--rate` events/s with the load
 client of bench/delivery.py, and reports, per batch of the event writer: how
 long its oldest event waited to be taken, the store (wall and the writer
@@ -13,6 +14,7 @@ socket, the kernel and the client.
 import argparse
 import itertools
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -27,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from bench.delivery import Result, ours  # noqa: E402
 from bench.results import cpu_seconds, machine, record, write_section  # noqa: E402
 from bench.users import FIREHOSE, issue_tokens  # noqa: E402
-from tests.daphne import Daphne, sqlite_env  # noqa: E402
+from tests.daphne import Daphne, postgres_env, sqlite_env  # noqa: E402
+from tests.services import POSTGRES_URL, REDIS_URL, reachable  # noqa: E402
 
 USERS = 100
 SAMPLE_SECONDS = 0.25
@@ -55,13 +58,22 @@ def stages(batches: list[dict[str, Any]]) -> dict[str, list[float]]:
     }
 
 
-def measure(seconds: float, rate: float, runs: int) -> dict[str, Any]:
+def measure(seconds: float, rate: float, runs: int, postgres: bool = False) -> dict[str, Any]:
     """Run the load `runs` times against one timed daphne; return what was seen."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "batches.json"
         overrides = {"WS_START_RATE_BURST": "1000"}
+        if postgres:
+            environment = postgres_env(
+                POSTGRES_URL,
+                REDIS_URL=REDIS_URL,
+                CHANNEL_LAYER_PREFIX=f"breakdown{os.getpid()}",
+                **overrides,
+            )
+        else:
+            environment = sqlite_env(**overrides)
         with (
-            sqlite_env(**overrides) as env,
+            environment as env,
             Daphne({**env, "TIMED_DAPHNE_OUT": str(out)}, module="bench.timed_daphne") as server,
         ):
             assert server.proc is not None
@@ -116,12 +128,13 @@ def report(seen: dict[str, Any], args: argparse.Namespace) -> str:
     per_stage = stages(seen["kept"]["batches"])
     server = per_stage["emit to published, oldest of batch"]
     full = seen["kept"]["collections"]
+    layout = "Redis, PostgreSQL" if args.postgres else "in-memory layer, SQLite"
     lines = [
-        "## Where an event's time goes at 2,000 events/s",
+        f"## Where an event's time goes at 2,000 events/s{' on PostgreSQL' * args.postgres}",
         "",
         f"`python bench/latency_breakdown.py --seconds {args.seconds:g} --rate {args.rate:g} "
-        f"--runs {args.runs}` on {machine()}: daphne (in-memory layer, SQLite) under "
-        "bench/timed_daphne.py, 100 users × 1 tab of the firehose agent, the load client "
+        f"--runs {args.runs}{' --postgres' * args.postgres}` on {machine()}: daphne ({layout}) "
+        "under bench/timed_daphne.py, 100 users × 1 tab of the firehose agent, the load client "
         "in 2 worker processes on the same 2 cores.",
         "",
         "| stage | p50 | p99 | max |",
@@ -152,12 +165,13 @@ def report(seen: dict[str, Any], args: argparse.Namespace) -> str:
         f"(the longest {max((t for _, g, t in full if g < 2), default=0) * 1e3:.1f} ms).",
     ]
     store = per_stage["store, wall"]
-    record("breakdown p50 ms, store of a batch", quantile(store, 0.5))
-    record("breakdown p99 ms, store of a batch", quantile(store, 0.99))
-    record("breakdown p99 ms, emit to published in the server", quantile(server, 0.99))
-    record("breakdown p99 ms, client", quantile(latencies, 0.99))
-    record("breakdown daphne CPU, % of one core", busy * 100)
-    record("breakdown daphne CPU ms per event", per_event)
+    on = ", PostgreSQL" if args.postgres else ""
+    record(f"breakdown p50 ms, store of a batch{on}", quantile(store, 0.5))
+    record(f"breakdown p99 ms, store of a batch{on}", quantile(store, 0.99))
+    record(f"breakdown p99 ms, emit to published in the server{on}", quantile(server, 0.99))
+    record(f"breakdown p99 ms, client{on}", quantile(latencies, 0.99))
+    record(f"breakdown daphne CPU, % of one core{on}", busy * 100)
+    record(f"breakdown daphne CPU ms per event{on}", per_event)
     body = "\n".join(lines)
     print(body)
     return body
@@ -169,8 +183,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--postgres", action="store_true", help="on Redis and PostgreSQL (the production stores)"
+    )
     args = parser.parse_args()
-    write_section("latency_breakdown", report(measure(args.seconds, args.rate, args.runs), args))
+    if args.postgres and not (reachable(REDIS_URL, 6379) and reachable(POSTGRES_URL, 5432)):
+        print(f"skipped: needs Redis at {REDIS_URL} and PostgreSQL at {POSTGRES_URL}")
+        return
+    seen = measure(args.seconds, args.rate, args.runs, args.postgres)
+    write_section(f"latency_breakdown{'_postgres' * args.postgres}", report(seen, args))
 
 
 if __name__ == "__main__":
