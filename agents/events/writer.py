@@ -142,8 +142,6 @@ class EventWriter:
     async def _run(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
-        # The previous batch's publish, while this one is stored on the writer thread.
-        publishing: asyncio.Task[None] | None = None
         try:
             while True:
                 if not self._queue:
@@ -158,24 +156,11 @@ class EventWriter:
                 del self._queue[: len(batch)]
                 taken = time.time()
                 outcomes = self._store_here(batch)
-                on_thread = outcomes is None
                 if outcomes is None:
                     outcomes = await loop.run_in_executor(self._executor, _store, batch)
                 self.batches += 1
                 _observe(batch, taken)
-                if publishing is not None:
-                    # Batches are published in commit order, each once the one
-                    # before is. Shielded: cancelling the writer leaves it to finish.
-                    await asyncio.shield(publishing)
-                    publishing = None
-                if on_thread:
-                    # Published on the loop while the next batch is stored on the
-                    # thread: a batch's events wait for one store, not a store and a
-                    # publish (a publish to Redis is a round trip of its own).
-                    publishing = loop.create_task(self._finish(batch, outcomes))
-                else:
-                    # Stored on the loop's own thread: nothing to overlap with.
-                    await self._finish(batch, outcomes)
+                await self._finish(batch, outcomes)
         except asyncio.CancelledError:
             for pending in self._queue:
                 if pending.future is not None and not pending.future.done():
