@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python bench/socket_memory.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/latency_breakdown.py
+	$(BIN)/python bench/latency_breakdown.py --postgres
 	$(BIN)/python bench/production.py
 	$(BIN)/python bench/inputs.py
 	$(BIN)/python bench/targets.py
