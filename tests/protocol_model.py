@@ -484,7 +484,7 @@ class Driver:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stored = {u.username: stored_events(self.env, u.username) for u in self.users}
-            if all(self._runs_ended(rows) for rows in stored.values()) and all(
+            if all(self._runs_ended(stored[u.username], u.run_ids()) for u in self.users) and all(
                 self._caught_up(tab, stored[user.username])
                 for user in self.users
                 for tab in user.tabs
@@ -500,7 +500,7 @@ class Driver:
                 for tab in user.tabs
                 if tab.open and not self._caught_up(tab, stored[user.username])
             ] + [
-                f"{u.username} runs ended: {self._runs_ended(stored[u.username])}"
+                f"{u.username} runs ended: {self._runs_ended(stored[u.username], u.run_ids())}"
                 for u in self.users
             ]
         # Every open tab answers a last ping: all its requests are answered by then.
@@ -517,10 +517,12 @@ class Driver:
             await asyncio.sleep(0.05)
 
     @staticmethod
-    def _runs_ended(rows: list[tuple[int, str, str, dict[str, Any]]]) -> bool:
+    def _runs_ended(rows: list[tuple[int, str, str, dict[str, Any]]], accepted: list[str]) -> bool:
+        # Every run started, and every run accepted: a run queued behind one in its
+        # thread in another process starts only once its poll sees that one end.
         started = {run for _, kind, run, _ in rows if kind == "agent_started"}
         ended = {run for _, kind, run, _ in rows if kind in TERMINAL}
-        return started <= ended
+        return started | set(accepted) <= ended
 
     @staticmethod
     def _caught_up(tab: Tab, rows: list[tuple[int, str, str, dict[str, Any]]]) -> bool:
