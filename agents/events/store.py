@@ -121,8 +121,8 @@ def _events_record_postgresql(
             with driver.cursor() as cursor:
                 try:
                     cursor.execute(text, params)
-                except Exception:
-                    if attempt == 1 and driver.broken:
+                except BaseException as exc:
+                    if isinstance(exc, Exception) and attempt == 1 and driver.broken:
                         connection.close()  # dead since its last use: nothing was stored
                         continue
                     _roll_back(driver)
