@@ -2,8 +2,9 @@
 
 Usage: python bench/profile_delivery.py [--rate 2000] [--users 100] [--tabs 1] [--seconds 5]
                                        [--redis redis://127.0.0.1:6379/0]
-Starts our daphne (SQLite, the in-memory layer or Redis), drives it as bench/delivery.py
-does, samples it with py-spy at 250 Hz, and prints the share of samples per
+                                       [--postgres postgres://postgres@127.0.0.1:5432/test]
+Starts our daphne (SQLite or PostgreSQL, the in-memory layer or Redis), drives it as
+bench/delivery.py does, samples it with py-spy at 250 Hz, and prints the share of samples per
 thread and the functions with the most samples (on their own, and with what
 they call). Idle time shows as the event loop's select(); samples of threads
 waiting for the GIL count where they wait.
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.delivery import Result, ours, row
 from bench.users import FIREHOSE, issue_tokens
-from tests.daphne import Daphne, sqlite_env
+from tests.daphne import Daphne, postgres_env, sqlite_env
 
 
 def summarise(raw: Path, top: int) -> None:
@@ -64,10 +65,17 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--redis", default="", help="a Redis URL: profile the Redis layer")
+    parser.add_argument(
+        "--postgres", default="", help="a PostgreSQL URL: a fresh database there, not SQLite"
+    )
     args = parser.parse_args()
     layer = {"REDIS_URL": args.redis, "CHANNEL_LAYER_PREFIX": "profile"} if args.redis else {}
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    database = sqlite_env(WS_START_RATE_BURST="1000", **layer)
+    database = (
+        postgres_env(args.postgres, WS_START_RATE_BURST="1000", **layer)
+        if args.postgres
+        else sqlite_env(WS_START_RATE_BURST="1000", **layer)
+    )
     with tempfile.TemporaryDirectory() as tmp, database as env:
         raw = Path(tmp) / "samples.txt"
         with Daphne(env) as server:
