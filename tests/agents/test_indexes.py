@@ -6,7 +6,7 @@ from django.db import connection
 
 from agents.events.store import NewEvent, events_record
 from agents.models import RunEvent
-from tests.agents.test_sql import full_run
+from tests.rows import full_run
 
 pytestmark = pytest.mark.django_db
 

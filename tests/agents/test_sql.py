@@ -9,7 +9,6 @@ import pytest
 from django.db import connection, transaction
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Model
-from django.utils import timezone
 
 from agents import sql
 from agents.errors import NotFound, UnknownAgent
@@ -18,6 +17,7 @@ from agents.events.store import COPY_ABOVE, NewEvent, _insert_text, events_recor
 from agents.models import Agent, Run, RunEvent, Thread, UserEventCounter
 from agents.selectors import agent_get_enabled, run_active_in_thread, runs_active_count
 from agents.services.runs import RunDraft, run_create
+from tests.rows import full_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,27 +25,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def columns_of(obj: Model) -> dict[str, object]:
     """Every column's value as the instance holds it."""
     return {f.attname: getattr(obj, f.attname) for f in type(obj)._meta.concrete_fields}
-
-
-def full_run(user, **overrides) -> Run:
-    """A run with every kind of column set: uuids, JSON, times, nulls and numbers."""
-    thread = Thread.objects.create(user=user, title="t ✓")
-    values = {
-        "user": user,
-        "agent": Agent.objects.get(name="triage"),
-        "thread": thread,
-        "request_id": "r-1",
-        "message": "calculate 6*7 \u2028 «quoted»",
-        "options": {"nested": {"list": [1, 2.5, None, "ü"]}, "flag": True},
-        "status": Run.Status.RUNNING,
-        "process": "p-1",
-        "started_at": timezone.now() - datetime.timedelta(seconds=3),
-        "result": "",
-        "input_tokens": 7,
-        "output_tokens": None,
-        **overrides,
-    }
-    return Run.objects.create(**values)
 
 
 def test_select_reads_every_column_as_the_orm_does(make_user):
