@@ -2,13 +2,14 @@
 
 import contextlib
 import functools
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from agents import sql
@@ -131,13 +132,72 @@ def _events_record_postgresql(
                     while cursor.nextset():  # to the counters' rows, the last result
                         pass
                     next_seq = _first_seqs(cursor.fetchall(), counts)
-                    return events_insert(
-                        cursor, "postgresql", events, next_seq, encode, commit=True
-                    )
+                    created_at, rows, stored = _numbered(events, next_seq, encode)
                 except BaseException:
                     _roll_back(driver)
                     raise
+                backend = driver.info.backend_pid
+                try:
+                    _events_insert(cursor, "postgresql", rows, created_at, commit=True)
+                    return stored
+                except BaseException as exc:
+                    # Lost during the message that ends in COMMIT: committed or not?
+                    if isinstance(exc, Exception) and driver.broken:
+                        if _committed_after_all(backend, rows[0], created_at):
+                            return stored
+                    else:
+                        _roll_back(driver)
+                    raise
     raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+class OutcomeUnknown(OperationalError):
+    """A batch may or may not have committed: storing its events again could store them twice."""
+
+
+# How long to wait for a lost connection's server process to end before
+# deciding whether its last transaction committed.
+LOST_BACKEND_WAIT_SECONDS = 10.0
+
+
+def _committed_after_all(backend: int, first: "EventRow", created_at: datetime) -> bool:
+    """Whether the batch of a connection lost during its COMMIT was committed; else False.
+
+    Its server process is stopped and waited for (its transaction then has
+    committed or never will), on a new connection; then the batch's first row
+    is looked for, whole: another writer may have taken its seq meanwhile if it
+    did not commit. Raises if the process does not end in time: the outcome is
+    unknown, and telling the events failed could store them twice.
+    """
+    connection.close()
+    user_id, run_id, seq, event_type, _, frame = first
+    deadline = time.monotonic() + LOST_BACKEND_WAIT_SECONDS
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+        while True:
+            cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend])
+            if not cursor.fetchall():
+                break
+            if time.monotonic() > deadline:
+                raise OutcomeUnknown(
+                    f"a batch's connection was lost during COMMIT and its server process "
+                    f"{backend} has not ended: whether the batch committed is unknown"
+                )
+            time.sleep(0.01)
+        columns = ("user", "seq", "run", "type", "frame", "created_at")
+        where = " AND ".join(f"{sql.column(RunEvent, name)} = %s" for name in columns)
+        cursor.execute(
+            f"SELECT 1 FROM {sql.table(RunEvent)} WHERE {where}",
+            [
+                user_id,
+                seq,
+                _run_value("postgresql", run_id),
+                event_type,
+                frame,
+                sql.prep(RunEvent, "created_at", created_at),
+            ],
+        )
+        return bool(cursor.fetchall())
 
 
 def _roll_back(driver: Any) -> None:
@@ -195,14 +255,17 @@ def events_insert(
     events: Sequence[NewEvent],
     next_seq: dict[int, int],
     encode: FrameEncoder | None,
-    *,
-    commit: bool = False,
 ) -> list[tuple[int, datetime, str]]:
-    """Number the events from `next_seq` (per user, in order) and insert them; see events_record.
+    """Number the events from `next_seq` (per user, in order) and insert them; see events_record."""
+    created_at, rows, stored = _numbered(events, next_seq, encode)
+    _events_insert(cursor, vendor, rows, created_at, commit=False)
+    return stored
 
-    With `commit` (PostgreSQL outside atomic()), COMMIT follows the rows, in
-    the same message as a written-out INSERT.
-    """
+
+def _numbered(
+    events: Sequence[NewEvent], next_seq: dict[int, int], encode: FrameEncoder | None
+) -> tuple[datetime, list["EventRow"], list[tuple[int, datetime, str]]]:
+    """Number the events from `next_seq` (per user, in order): their time, rows and results."""
     created_at = timezone.now()
     rows, stored = [], []
     for index, event in enumerate(events):
@@ -212,8 +275,7 @@ def events_insert(
         frame = encode(index, seq, created_at, data_text) if encode is not None else ""
         rows.append((event.user_id, event.run_id, seq, event.event_type, data_text, frame))
         stored.append((seq, created_at, frame))
-    _events_insert(cursor, vendor, rows, created_at, commit)
-    return stored
+    return created_at, rows, stored
 
 
 # (user id, run id, seq, type, data as JSON text, frame)

@@ -22,7 +22,7 @@ from django.db import close_old_connections, connections
 
 from agents.events.frames import RunRef, envelope_frame, event_envelope
 from agents.events.inline import InlineStore
-from agents.events.store import NewEvent, events_record
+from agents.events.store import NewEvent, OutcomeUnknown, events_record
 from agents.metrics import EVENT_BATCH_SECONDS, EVENT_BATCH_SIZE, EVENT_BATCH_WAIT_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -259,6 +259,9 @@ def _store(batch: list[_Pending]) -> list[Outcome]:
     if len(batch) > 1:
         try:
             return list(_record(batch))
+        except OutcomeUnknown as exc:
+            # Stored or not, nobody can tell: storing each again could store it twice.
+            return [_failed(pending, exc) for pending in batch]
         except Exception:
             close_old_connections()
     # One failing event (or a single one) must not take the others down with it.

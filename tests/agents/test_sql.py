@@ -3,6 +3,7 @@
 import contextlib
 import datetime
 import sqlite3
+import time
 import uuid
 
 import pytest
@@ -405,3 +406,101 @@ def test_a_connection_that_cannot_be_opened_again_fails_the_batch_with_djangos_e
     connection.close()
     assert RunEvent.objects.filter(user=user).count() == 1
     assert UserEventCounter.objects.get(user=user).last_seq == 1
+
+
+def kill(backend_pid):
+    import psycopg
+
+    from tests.services import POSTGRES_URL
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+
+
+def lost_at_commit(monkeypatch, before=None):
+    """Make the next batch's last message be lost: `before` it is sent, or once it committed."""
+    from agents.events import store
+
+    real = store._events_insert
+
+    def insert_then_lose(cursor, vendor, rows, at, commit):
+        backend = connection.connection.info.backend_pid
+        if before is not None:
+            kill(backend)
+            before(rows)
+            return real(cursor, vendor, rows, at, commit)  # fails: the connection is gone
+        real(cursor, vendor, rows, at, commit)
+        kill(backend)  # committed, and the reply never comes
+        cursor.execute("SELECT 1")
+
+    monkeypatch.setattr(store, "_events_insert", insert_then_lose)
+
+
+@postgres_only
+@pytest.mark.parametrize("count", [2, COPY_ABOVE + 1])
+def test_a_batch_committed_as_its_connection_was_lost_is_stored_once(make_user, monkeypatch, count):
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    lost_at_commit(monkeypatch)
+    batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {"i": i}) for i in range(count)]
+    assert [seq for seq, _, _ in events_record(batch)] == list(range(2, count + 2))
+    monkeypatch.undo()
+    assert [seq for seq, _, _ in events_record(batch[:1])] == [count + 2]
+    seqs = list(RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, count + 3))
+
+
+@postgres_only
+def test_a_batch_lost_before_its_commit_fails_and_keeps_nothing(make_user, monkeypatch):
+    from django.db import OperationalError
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    lost_at_commit(monkeypatch, before=lambda rows: None)
+    with pytest.raises(OperationalError):
+        events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(3)])
+    monkeypatch.undo()
+    assert UserEventCounter.objects.get(user=user).last_seq == 1
+    assert [seq for seq, _, _ in events_record([NewEvent(user.pk, str(run.pk), "x", {})])] == [2]
+
+
+@postgres_only
+def test_a_seq_taken_by_another_writer_meanwhile_is_not_taken_for_the_lost_batch(
+    make_user, monkeypatch
+):
+    # The lost batch did not commit, and another process stored its own event with
+    # the seq the lost batch had been given: that row is not the batch's.
+    import psycopg
+    from django.db import OperationalError
+
+    from tests.services import POSTGRES_URL
+
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    database = connection.settings_dict["NAME"]
+
+    def other_writer_takes_seq_2(rows):
+        assert rows[0][2] == 2
+        time.sleep(0.2)  # the killed process ends, its transaction rolled back
+        url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{database}"
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute(
+                "INSERT INTO agents_runevent (user_id, run_id, seq, type, payload, frame, "
+                "created_at) VALUES (%s, %s, 2, 'agent_thinking', '{}', 'theirs', now())",
+                [user.pk, run.pk],
+            )
+            other.execute(
+                "UPDATE agents_usereventcounter SET last_seq = 2 WHERE user_id = %s", [user.pk]
+            )
+
+    lost_at_commit(monkeypatch, before=other_writer_takes_seq_2)
+    with pytest.raises(OperationalError):
+        events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    monkeypatch.undo()
+    frames = list(
+        RunEvent.objects.filter(user=user).order_by("seq").values_list("frame", flat=True)
+    )
+    assert frames[1:] == ["theirs"]

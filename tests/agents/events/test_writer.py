@@ -149,6 +149,33 @@ async def test_a_failing_event_fails_alone_and_takes_no_seq(amake_user):
     await database_sync_to_async(writer.close)()
 
 
+async def test_a_batch_whose_outcome_is_unknown_fails_whole_and_is_not_stored_again(
+    amake_user, monkeypatch, caplog
+):
+    # A connection lost during COMMIT, whose server process would not end: the batch
+    # may have committed (here it did), so its events are not stored one by one again.
+    from agents.events import writer as writer_module
+    from agents.events.store import OutcomeUnknown
+
+    user, ref, writer, published, event = await publishing_writer(amake_user)
+    real = writer_module._record
+
+    def committed_then_unknown(batch):
+        real(batch)
+        raise OutcomeUnknown("lost during COMMIT")
+
+    monkeypatch.setattr(writer_module, "_record", committed_then_unknown)
+    with caplog.at_level(logging.CRITICAL, logger="agents.events.writer"):
+        results = await asyncio.gather(
+            *(writer.write(ref, event(d), 0.0) for d in "abc"), return_exceptions=True
+        )
+    assert all(isinstance(r, OutcomeUnknown) for r in results), results
+    assert [seq for seq, _ in await stored(user.pk)] == [1, 2, 3] and published == []
+    monkeypatch.undo()
+    assert (await writer.write(ref, event("d"), 0.0))["seq"] == 4
+    await database_sync_to_async(writer.close)()
+
+
 async def test_a_failing_enqueued_event_is_logged_and_fails_alone(amake_user, caplog):
     user, ref, writer, published, event = await publishing_writer(amake_user)
     unretrieved = []
