@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from agents import sql
@@ -173,7 +173,9 @@ def _committed_after_all(backend: int, first: "EventRow", created_at: datetime) 
     user_id, run_id, seq, event_type, _, frame = first
     deadline = time.monotonic() + LOST_BACKEND_WAIT_SECONDS
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+        # Not allowed to stop it? It ends by itself once it sees its client gone.
+        with contextlib.suppress(DatabaseError):
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
         while True:
             cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend])
             if not cursor.fetchall():
