@@ -109,7 +109,9 @@ def _events_record_postgresql(
     close_old_connections(), that is before every batch of the writer. That
     check is this transaction's first message here: a connection found broken
     by it has stored nothing, and is opened again and the batch sent once more.
-    Errors come out as Django's; the transaction is rolled back on any failure.
+    One lost during the last message may have committed: _committed_after_all
+    finds out. Errors come out as Django's; the transaction is rolled back on
+    any other failure.
     """
     counts = Counter(event.user_id for event in events)
     statements = [*_run_changes(events), _counters_statement(counts)]
