@@ -244,9 +244,7 @@ def test_a_batch_is_stored_as_given_however_many_rows_it_has(make_user, count, i
 def test_a_row_copy_refuses_fails_its_whole_batch_with_djangos_error(make_user):
     from django.db import DataError
 
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     too_long = "x" * 33  # the type column holds 32
     batch = [
         NewEvent(user.pk, str(run.pk), too_long if i == 5 else "agent_thinking", {"i": i})
@@ -266,9 +264,7 @@ def test_a_statement_error_comes_out_as_djangos_and_keeps_nothing(make_user, cou
     # COPY): its errors must still be Django's, whatever the path.
     from django.db import IntegrityError
 
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
     batch[-1] = NewEvent(user.pk, str(run.pk), None, {})  # type: ignore[arg-type]  # NOT NULL
     with pytest.raises(IntegrityError):
@@ -295,9 +291,7 @@ def test_a_failure_at_commit_keeps_nothing_and_the_connection_goes_on(make_user)
     # which goes in one message with the rows; on SQLite at the INSERT.
     from django.db import IntegrityError
 
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     for count in (2, COPY_ABOVE + 1):
         batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
         batch[-1] = NewEvent(user.pk, str(uuid.uuid4()), "agent_thinking", {})  # no such run
@@ -310,6 +304,23 @@ def test_a_failure_at_commit_keeps_nothing_and_the_connection_goes_on(make_user)
 
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
+
+
+def one_event_stored(make_user):
+    """A new user with a run and its first event stored (seq 1)."""
+    user = make_user()
+    run = full_run(user)
+    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    return user, run
+
+
+def kill(backend_pid):
+    import psycopg
+
+    from tests.services import POSTGRES_URL
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
 
 
 def messages_to_server(action):
@@ -354,19 +365,13 @@ def test_a_batch_alone_is_two_messages_to_postgresql(make_user):
 
 @postgres_only
 def test_a_connection_killed_between_batches_is_opened_again_and_stores_once(make_user):
-    import psycopg
 
-    from tests.services import POSTGRES_URL
-
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     for count in (1, COPY_ABOVE + 1):
         first = UserEventCounter.objects.get(user=user).last_seq + 1
         connection.ensure_connection()
         killed = connection.connection.info.backend_pid
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", [killed])
+        kill(killed)
         batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(count)]
         assert [seq for seq, _, _ in events_record(batch)] == list(range(first, first + count))
         assert connection.connection.info.backend_pid != killed
@@ -378,26 +383,17 @@ def test_a_connection_killed_between_batches_is_opened_again_and_stores_once(mak
 def test_a_connection_that_cannot_be_opened_again_fails_the_batch_with_djangos_error(
     make_user, monkeypatch
 ):
-    import psycopg
     from django.db import OperationalError
 
-    from tests.services import POSTGRES_URL
-
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     connection.ensure_connection()
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    kill(connection.connection.info.backend_pid)
     # the new connection dies as well, before its first statement
     reconnect = connection.connect
 
     def connect_and_die():
         reconnect()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
-            )
+        kill(connection.connection.info.backend_pid)
 
     monkeypatch.setattr(connection, "connect", connect_and_die)
     with pytest.raises(OperationalError):
@@ -406,15 +402,6 @@ def test_a_connection_that_cannot_be_opened_again_fails_the_batch_with_djangos_e
     connection.close()
     assert RunEvent.objects.filter(user=user).count() == 1
     assert UserEventCounter.objects.get(user=user).last_seq == 1
-
-
-def kill(backend_pid):
-    import psycopg
-
-    from tests.services import POSTGRES_URL
-
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
 
 
 def lost_at_commit(monkeypatch, before=None):
@@ -439,9 +426,7 @@ def lost_at_commit(monkeypatch, before=None):
 @postgres_only
 @pytest.mark.parametrize("count", [2, COPY_ABOVE + 1])
 def test_a_batch_committed_as_its_connection_was_lost_is_stored_once(make_user, monkeypatch, count):
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     lost_at_commit(monkeypatch)
     batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {"i": i}) for i in range(count)]
     assert [seq for seq, _, _ in events_record(batch)] == list(range(2, count + 2))
@@ -455,9 +440,7 @@ def test_a_batch_committed_as_its_connection_was_lost_is_stored_once(make_user, 
 def test_a_batch_lost_before_its_commit_fails_and_keeps_nothing(make_user, monkeypatch):
     from django.db import OperationalError
 
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     lost_at_commit(monkeypatch, before=lambda rows: None)
     with pytest.raises(OperationalError):
         events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(3)])
@@ -477,9 +460,7 @@ def test_a_seq_taken_by_another_writer_meanwhile_is_not_taken_for_the_lost_batch
 
     from tests.services import POSTGRES_URL
 
-    user = make_user()
-    run = full_run(user)
-    events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {})])
+    user, run = one_event_stored(make_user)
     database = connection.settings_dict["NAME"]
 
     def other_writer_takes_seq_2(rows):
