@@ -1,5 +1,6 @@
 """A real daphne subprocess on a free port, with its own database, for end-to-end tests."""
 
+import atexit
 import contextlib
 import os
 import re
@@ -114,6 +115,9 @@ class Daphne:
         self.allow_errors = allow_errors
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="daphne-", suffix=".log", delete=False)
+        # Removed on leaving the `with` block; a server started and stopped by
+        # hand (the restart tests read its log after stop()) at the process's exit.
+        atexit.register(Path(self.log.name).unlink, missing_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
