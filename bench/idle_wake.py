@@ -10,8 +10,10 @@ what `calculate 6*7` measures.
 """
 
 import argparse
+import atexit
 import functools
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -29,7 +31,9 @@ GAPS_MS = (0, 1, 10, 50)
 def measure(calls: int) -> list[tuple[int, float, float]]:
     """Return (gap ms, median wall ms, median CPU ms) per gap."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatplatform.settings")
-    os.environ["SQLITE_PATH"] = str(Path(tempfile.mkdtemp(prefix="idle-wake-")) / "db.sqlite3")
+    scratch = tempfile.mkdtemp(prefix="idle-wake-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    os.environ["SQLITE_PATH"] = str(Path(scratch) / "db.sqlite3")
     import django
 
     django.setup()
