@@ -71,12 +71,16 @@ async def storm_client(url: str, token: str, wave: asyncio.Semaphore) -> int:
             count += b'"seq"' in raw
 
     headers = {"Authorization": f"Bearer {token}"}
-    async with wave:
-        socket = await loadclient.connect(url, headers, on_text, seconds=60)
-        await asyncio.wait_for(hello, 60)
-    socket.send_text('{"type":"resume","payload":{"after_seq":0}}')
-    await asyncio.wait_for(complete, 60)
-    await socket.close()
+    socket: loadclient.LeanSocket | None = None
+    try:
+        async with wave:
+            socket = await loadclient.connect(url, headers, on_text, seconds=60)
+            await asyncio.wait_for(hello, 60)
+        socket.send_text('{"type":"resume","payload":{"after_seq":0}}')
+        await asyncio.wait_for(complete, 60)
+    finally:
+        if socket is not None:  # a timed-out client does not leave its socket open
+            await socket.close()
     return count
 
 

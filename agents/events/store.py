@@ -89,8 +89,8 @@ def events_record_on(
     placeholders: Django's (events_record) or the loop's own SQLite connection
     (agents/events/inline.py).
     """
-    counts = Counter(event.user_id for event in events)
-    for statement in (*_run_changes(events), _counters_statement(counts)):
+    counts, statements = _head(events)
+    for statement in statements:
         cursor.execute(*statement)
     return events_insert(cursor, vendor, events, _first_seqs(cursor.fetchall(), counts), encode)
 
@@ -113,8 +113,7 @@ def _events_record_postgresql(
     finds out. Errors come out as Django's; the transaction is rolled back on
     any other failure.
     """
-    counts = Counter(event.user_id for event in events)
-    statements = [*_run_changes(events), _counters_statement(counts)]
+    counts, statements = _head(events)
     text = "; ".join(["BEGIN", *(statement for statement, _ in statements)])
     params = [value for _, values in statements for value in values]
     with connection.wrap_database_errors:
@@ -168,9 +167,23 @@ def _committed_after_all(backend: int, first: "EventRow", created_at: datetime) 
     Its server process is stopped and waited for (its transaction then has
     committed or never will), on a new connection; then the batch's first row
     is looked for, whole: another writer may have taken its seq meanwhile if it
-    did not commit. Raises if the process does not end in time: the outcome is
-    unknown, and telling the events failed could store them twice.
+    did not commit. Raises OutcomeUnknown if the process does not end in time
+    or the check cannot be made: telling the events failed could then store
+    them twice.
     """
+    try:
+        return _found_after_all(backend, first, created_at)
+    except OutcomeUnknown:
+        raise
+    except DatabaseError as exc:
+        raise OutcomeUnknown(
+            f"a batch's connection was lost during COMMIT and whether it committed "
+            f"could not be checked: {exc}"
+        ) from exc
+
+
+def _found_after_all(backend: int, first: "EventRow", created_at: datetime) -> bool:
+    """_committed_after_all's check, on a new connection."""
     connection.close()
     user_id, run_id, seq, event_type, _, frame = first
     deadline = time.monotonic() + LOST_BACKEND_WAIT_SECONDS
@@ -214,6 +227,12 @@ def _roll_back(driver: Any) -> None:
         driver.execute("ROLLBACK")
     except Exception:
         connection.close()
+
+
+def _head(events: Sequence[NewEvent]) -> tuple[Counter[int], list[tuple[str, list[Any]]]]:
+    """Each user's event count, and the statements before the rows: run changes, counters."""
+    counts = Counter(event.user_id for event in events)
+    return counts, [*_run_changes(events), _counters_statement(counts)]
 
 
 def _run_changes(events: Sequence[NewEvent]) -> list[tuple[str, list[Any]]]:

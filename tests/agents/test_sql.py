@@ -404,8 +404,9 @@ def test_a_connection_that_cannot_be_opened_again_fails_the_batch_with_djangos_e
     assert UserEventCounter.objects.get(user=user).last_seq == 1
 
 
-def lost_at_commit(monkeypatch, before=None):
-    """Make the next batch's last message be lost: `before` it is sent, or once it committed."""
+def lost_at_commit(monkeypatch, before=None, after=None):
+    """Make the next batch's last message be lost: `before` it is sent, or once it committed
+    (then `after` runs, before the driver finds the connection gone)."""
     from agents.events import store
 
     real = store._events_insert
@@ -418,6 +419,8 @@ def lost_at_commit(monkeypatch, before=None):
             return real(cursor, vendor, rows, at, commit)  # fails: the connection is gone
         real(cursor, vendor, rows, at, commit)
         kill(backend)  # committed, and the reply never comes
+        if after is not None:
+            after()
         cursor.execute("SELECT 1")
 
     monkeypatch.setattr(store, "_events_insert", insert_then_lose)
@@ -434,6 +437,31 @@ def test_a_batch_committed_as_its_connection_was_lost_is_stored_once(make_user, 
     assert [seq for seq, _, _ in events_record(batch[:1])] == [count + 2]
     seqs = list(RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, count + 3))
+
+
+@postgres_only
+def test_a_lost_batch_that_cannot_be_checked_is_outcome_unknown(make_user, monkeypatch):
+    # Committed, the connection lost, and no new connection to check with: the
+    # outcome is unknown, which the writer does not retry event by event.
+    import psycopg
+
+    from agents.events.store import OutcomeUnknown
+
+    user, run = one_event_stored(make_user)
+
+    def refuse():
+        raise psycopg.OperationalError("the server is unreachable")
+
+    def unreachable():
+        monkeypatch.setattr(connection, "connect", refuse)
+
+    lost_at_commit(monkeypatch, after=unreachable)
+    with pytest.raises(OutcomeUnknown):
+        events_record([NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(2)])
+    monkeypatch.undo()
+    connection.close()
+    seqs = list(RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
+    assert seqs == [1, 2, 3]  # it had committed
 
 
 @postgres_only
