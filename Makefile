@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python bench/latency_breakdown.py
 	$(BIN)/python bench/latency_breakdown.py --postgres
 	$(BIN)/python bench/production.py
+	$(BIN)/python bench/floor.py
 	$(BIN)/python bench/inputs.py
 	$(BIN)/python bench/targets.py
 

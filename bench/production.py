@@ -29,9 +29,24 @@ from tests.services import POSTGRES_URL, REDIS_URL, free_port, reachable
 USERS, TABS = 100, 1
 
 
+def nginx_in_front(stack: ExitStack, ports: list[int]) -> tuple[str, str]:
+    """Start nginx with the shipped config before `ports`; return the wss:// URL and its CA file.
+
+    It stops when `stack` closes.
+    """
+    nginx = require_nginx()
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    https = free_port()
+    config = site_config(tmp, (ports * 2)[:2], free_port(), https)
+    proc = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(config)], stderr=subprocess.DEVNULL)
+    stack.callback(proc.wait)
+    stack.callback(proc.terminate)
+    wait_port(https, proc, tmp / "error.log")
+    return f"wss://127.0.0.1:{https}/ws/agents/", str(tmp / "cert.pem")
+
+
 def measure(processes: int, args: argparse.Namespace) -> list[Result]:
     """Start `processes` daphnes behind nginx and run the latency and capacity runs."""
-    nginx = require_nginx()
     results = []
     with ExitStack() as stack:
         env, servers = stack.enter_context(
@@ -43,25 +58,15 @@ def measure(processes: int, args: argparse.Namespace) -> list[Result]:
                 WS_START_RATE_BURST="1000",
             )
         )
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        https = free_port()
-        ports = [s.port for s in servers]
-        config = site_config(tmp, (ports * 2)[:2], free_port(), https)
-        proc = subprocess.Popen(
-            [nginx, "-p", str(tmp), "-c", str(config)], stderr=subprocess.DEVNULL
-        )
-        stack.callback(proc.wait)
-        stack.callback(proc.terminate)
-        wait_port(https, proc, tmp / "error.log")
+        url, cafile = nginx_in_front(stack, [s.port for s in servers])
         tokens = issue_tokens(env, USERS, setup=FIREHOSE)
-        url = f"wss://127.0.0.1:{https}/ws/agents/"
         label = f"{processes} daphne{'s' if processes > 1 else ''} + nginx, Redis, PostgreSQL"
         plan = [("latency", args.latency_rate)] * 2 + [("capacity", args.capacity_rate)]
         for kind, asked in plan:
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             per_user = max(1, round(asked / TABS / USERS))
             r = Result(label, USERS, TABS, kind, asked, per_user * int(seconds) * USERS * TABS)
-            ours(url, tokens, r, seconds, args.client_processes, ssl_cafile=str(tmp / "cert.pem"))
+            ours(url, tokens, r, seconds, args.client_processes, ssl_cafile=cafile)
             results.append(r)
             row(r)
     return results

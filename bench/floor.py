@@ -1,0 +1,198 @@
+"""The floor under the production layout: raw `websockets` servers behind the same nginx.
+
+Usage: python bench/floor.py [--seconds 6] [--capacity-seconds 4] [--capacity-rate 40000]
+The same nginx config, TLS, load client (wss://, 2 processes), 100 users × 1 tab
+and runs as bench/production.py, with bench/plain/raw_server.py in place of
+daphne: first doing nothing but the broadcast, then committing each event to
+PostgreSQL before sending it (batched as ours is; no counters, no Redis). One
+and two processes each; each process is driven directly (not through nginx) for
+the users of the sockets it holds. What these reach on this machine bounds what
+any server could reach in the same layout: the 1 -> 2 scale factor and the p99
+of "stored before sent" at 2,000/s. Prints the rows and writes its section of
+bench/RESULTS.md.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+from websockets.sync.client import connect as sync_connect
+
+from bench import loadclient
+from bench.delivery import ROOT, Result, row, table_head
+from bench.production import nginx_in_front
+from bench.results import cpu_seconds, machine, record, write_section
+from tests.daphne import project_env
+from tests.services import POSTGRES_URL, free_port, reachable
+
+USERS, TABS = 100, 1
+RAW, STORED = "raw websockets", "raw websockets, stored in PostgreSQL before sent"
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """Yield the URL of a fresh database holding an empty floor_events table; drop it after."""
+    name = f"cp_floor_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Like our events table: a row per event, unique by (user, seq), a timestamp.
+            conn.execute(
+                "CREATE TABLE floor_events (user_id int NOT NULL, seq bigint NOT NULL, "
+                "frame text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (user_id, seq))"
+            )
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start_servers(stack: ExitStack, processes: int, store: str | None) -> list[tuple[int, int]]:
+    """Start the raw servers; return each one's (port, pid). They stop when `stack` closes."""
+    env = project_env()
+    env.pop("DJANGO_SETTINGS_MODULE")
+    servers = []
+    for _ in range(processes):
+        port = free_port()
+        command = [sys.executable, "-m", "bench.plain.raw_server", str(port)]
+        proc = subprocess.Popen(
+            command + (["--store", store] if store else []),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(proc.wait)
+        stack.callback(proc.terminate)
+        servers.append((port, proc.pid))
+    time.sleep(3)
+    return servers
+
+
+def run_once(
+    url: str,
+    cafile: str,
+    servers: list[tuple[int, int]],
+    r: Result,
+    seconds: float,
+    client_processes: int,
+) -> None:
+    """Open the 100 sockets through nginx, drive every server at the asked rate, read."""
+    sockets = [
+        loadclient.Socket(greet=json.dumps({"user": i % USERS})) for i in range(USERS * TABS)
+    ]
+    per_socket = int(r.asked_per_s / TABS * seconds) // USERS
+    # Each server makes every user's events; only the users whose socket it holds
+    # get them, so each socket gets `per_socket` and the sum is the asked rate.
+    drive = json.dumps(
+        {"drive": {"users": USERS, "rate": r.asked_per_s / TABS, "seconds": seconds}}
+    )
+    with ExitStack() as stack:
+        cpu_at_start: list[float] = []
+
+        def start() -> None:
+            drivers = [
+                stack.enter_context(sync_connect(f"ws://127.0.0.1:{port}/", compression=None))
+                for port, _ in servers
+            ]
+            cpu_at_start.append(sum(cpu_seconds(pid) for _, pid in servers))
+            for driver in drivers:
+                driver.send(drive)
+
+        outcome = loadclient.run(
+            url,
+            sockets,
+            per_socket=per_socket,
+            deadline_s=seconds + 20,
+            stamp=loadclient.PLAIN,
+            processes=client_processes,
+            when_ready=start,
+            ssl_cafile=cafile,
+        )
+        r.server_cpu = sum(cpu_seconds(pid) for _, pid in servers) - cpu_at_start[0]
+    r.latencies, r.seconds = list(outcome.latencies), outcome.seconds
+    r.client_cpu = outcome.cpu
+
+
+def measure(system: str, processes: int, args: argparse.Namespace) -> list[Result]:
+    """Start `processes` raw servers behind nginx and run the latency and capacity runs."""
+    results = []
+    with ExitStack() as stack:
+        store = stack.enter_context(scratch_database()) if system == STORED else None
+        servers = start_servers(stack, processes, store)
+        url, cafile = nginx_in_front(stack, [port for port, _ in servers])
+        label = f"{system}, {processes} process{'es' if processes > 1 else ''} + nginx"
+        plan = [("latency", args.latency_rate)] * 2 + [("capacity", args.capacity_rate)]
+        for kind, asked in plan:
+            seconds = args.seconds if kind == "latency" else args.capacity_seconds
+            expected = int(asked / TABS * seconds) // USERS * USERS * TABS
+            r = Result(label, USERS, TABS, kind, asked, expected)
+            run_once(url, cafile, servers, r, seconds, args.client_processes)
+            results.append(r)
+            row(r)
+    return results
+
+
+def main() -> None:
+    """Measure both servers with one and two processes and write the section."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=6)
+    parser.add_argument("--capacity-seconds", type=float, default=4)
+    parser.add_argument("--latency-rate", type=float, default=2000)
+    parser.add_argument("--capacity-rate", type=float, default=40000)
+    parser.add_argument("--client-processes", type=int, default=2)
+    args = parser.parse_args()
+    if not reachable(POSTGRES_URL, 5432):
+        print(f"skipped: needs PostgreSQL at {POSTGRES_URL}")
+        return
+    lines, factors = [], []
+    for system in (RAW, STORED):
+        one, two = measure(system, 1, args), measure(system, 2, args)
+        cap = [next(r.rate for r in rs if r.kind == "capacity") for rs in (one, two)]
+        factor = cap[1] / cap[0] if cap[0] else 0.0
+        p99 = max(r.quantile(0.99) for r in one if r.kind == "latency")
+        print(f"{system}: scale factor 1 -> 2 processes {factor:.2f}x, p99 {p99:.2f} ms")
+        record(f"floor delivered/s, {system}, 1 process", cap[0])
+        record(f"floor delivered/s, {system}, 2 processes", cap[1])
+        record(f"floor scale factor, {system}", factor)
+        record(f"floor p99 ms at 2,000/s, {system}, 1 process", p99)
+        lines += [row(r) for r in one + two]
+        factors.append(f"- {system}: scale factor from 1 to 2 processes **{factor:.2f}×**.")
+    write_section(
+        "floor",
+        "\n".join(
+            [
+                "## The floor under the production layout: raw servers behind the same nginx",
+                "",
+                f"`python bench/floor.py --seconds {args.seconds:g} "
+                f"--capacity-seconds {args.capacity_seconds:g} "
+                f"--capacity-rate {args.capacity_rate:g}` on {machine()}. The shipped nginx "
+                "config, TLS, load client and runs of the production layout, with the raw "
+                "`websockets` server (bench/plain/raw_server.py) in place of daphne: first "
+                "broadcasting only, then committing each event to PostgreSQL before sending "
+                "it (batched while a commit is in flight; no counters, no Redis, no envelope). "
+                "What these reach bounds any server in the layout on this machine.",
+                "",
+                *table_head("layout"),
+                *lines,
+                "",
+                *factors,
+            ]
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
