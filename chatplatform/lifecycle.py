@@ -28,12 +28,15 @@ from agents.services import (
     process_stop,
     run_claim_interrupted,
 )
+from realtime.hub import LocalHub
 from realtime.inbox import ProcessInbox
 
 logger = logging.getLogger(__name__)
 
 ORPHAN_MESSAGE = "the server process running this run stopped"
 SHUTDOWN_MESSAGE = "the server is restarting; the run was interrupted"
+# How long a stopping process waits for its events to other processes to be sent.
+OUTBOX_DRAIN_SECONDS = 5.0
 
 
 class ProcessLifecycle:
@@ -45,10 +48,12 @@ class ProcessLifecycle:
         registry: AgentRegistry,
         writer: EventWriter,
         inbox: ProcessInbox,
+        hub: LocalHub,
     ) -> None:
         self.registry = registry
         self.writer = writer
         self.inbox = inbox
+        self.hub = hub
         inbox.on(CANCEL_RUN, self._on_control)
         inbox.on(END_SESSION, self._on_control)
         inbox.on(INPUT_DECIDED, self._on_input_decided)
@@ -177,6 +182,14 @@ class ProcessLifecycle:
             logger.warning("interrupted %s runs still going after the grace period", left)
         for task in self._tasks:
             task.cancel()
+        try:
+            # The runs' last events, for the other processes' sockets of their users.
+            async with asyncio.timeout(OUTBOX_DRAIN_SECONDS):
+                await self.hub.drain()
+        except TimeoutError:
+            logger.warning(
+                "events for other processes still unsent after %ss", OUTBOX_DRAIN_SECONDS
+            )
         await self.inbox.close()
         await database_sync_to_async(process_stop)()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

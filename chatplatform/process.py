@@ -74,7 +74,7 @@ def build_process(*, layer: BaseChannelLayer | None = None) -> Process:
         tokens=Batcher(tokens_authenticate),
         first_pages=FirstPages(),
         inbox=inbox,
-        lifecycle=ProcessLifecycle(registry=registry, writer=writer, inbox=inbox),
+        lifecycle=ProcessLifecycle(registry=registry, writer=writer, inbox=inbox, hub=hub),
     )
 
 

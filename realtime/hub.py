@@ -19,8 +19,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from agents.events.writer import StoredEvent
 from realtime.groups import EVENT_MESSAGE_TYPE, user_group
 from realtime.inbox import ProcessInbox
-from realtime.layers import group_send_many
-from realtime.metrics import DELIVERY_FAILURES
+from realtime.outbox import RemoteOutbox
 from realtime.stream import SocketStream
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,7 @@ class LocalHub:
         self._subscribed: set[int] = set()
         # Subscription changes go one at a time: a user's add and discard never cross.
         self._subscribing = asyncio.Lock()
+        self._outbox = RemoteOutbox(channel_layer)
 
     @property
     def shared(self) -> bool:
@@ -70,9 +70,10 @@ class LocalHub:
     async def publish(self, events: list[StoredEvent]) -> None:
         """Send stored events to their users' sockets here and, if shared, to other processes.
 
-        Events are handed out in the order given; other processes get one layer
-        message per user carrying that user's events in order, all of them in
-        one round trip to Redis.
+        Events are handed out here in the order given, before this returns;
+        other processes get one layer message per user carrying that user's
+        events in order, queued in the outbox (outbox.py), which sends them in
+        order without the writer waiting for Redis.
         """
         for event in events:
             await self._fan_out(event.user_id, event.seq, event.text, event.called_at)
@@ -93,20 +94,11 @@ class LocalHub:
             )
             for user_id, items in per_user.items()
         ]
-        try:
-            await group_send_many(self.layer, messages)
-        except Exception:
-            # The events are stored: a client that resumes still gets them. Say so loudly.
-            DELIVERY_FAILURES.inc(len(events))
-            ranges = ", ".join(
-                f"user_id={uid} seq={items[0][0]}..{items[-1][0]}"
-                for uid, items in per_user.items()
-            )
-            logger.exception(
-                "live delivery failed (%s); events kept for resume",
-                ranges,
-                extra={"user_id": events[0].user_id, "seq": events[0].seq},
-            )
+        await self._outbox.put(messages, len(events))
+
+    async def drain(self) -> None:
+        """Wait until the events published so far are sent to the other processes."""
+        await self._outbox.drain()
 
     async def _fan_out(self, user_id: int, seq: int, text: str, called_at: float | None) -> None:
         for stream in tuple(self._streams.get(user_id, ())):

@@ -73,13 +73,13 @@ async def test_delivery_failure_is_logged_counted_and_the_event_kept(amake_user,
     dead = RedisPubSubChannelLayer(
         hosts=[{"address": f"redis://127.0.0.1:{free_port()}", "socket_connect_timeout": 1}]
     )
-    writer = EventWriter(
-        publish=LocalHub(channel_layer=dead, inbox=ProcessInbox(layer=dead)).publish
-    )
+    hub = LocalHub(channel_layer=dead, inbox=ProcessInbox(layer=dead))
+    writer = EventWriter(publish=hub.publish)
     emitter = EventEmitter(user_id=user.pk, writer=writer)
     before = REGISTRY.get_sample_value("chatplatform_delivery_failures_total")
     with caplog.at_level(logging.ERROR, logger="realtime.hub"):
         envelope = await emitter.emit(ref, "partial_result", {"delta": "kept"})
+        await hub.drain()
     assert REGISTRY.get_sample_value("chatplatform_delivery_failures_total") == before + 1
     [logged] = [r for r in caplog.records if r.name == "realtime.hub"]
     seq = envelope["seq"]
@@ -216,6 +216,7 @@ async def test_a_failed_publish_names_every_users_range_in_one_line(caplog):
     ]
     with caplog.at_level(logging.ERROR, logger="realtime.hub"):
         await hub.publish(batch)
+        await hub.drain()
     [logged] = [r for r in caplog.records if r.name == "realtime.hub"]
     assert logged.getMessage() == (
         "live delivery failed (user_id=7 seq=3..4, user_id=9 seq=1..1); events kept for resume"
