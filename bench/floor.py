@@ -1,6 +1,7 @@
 """The floor under the production layout: raw `websockets` servers behind the same nginx.
 
 Usage: python bench/floor.py [--seconds 6] [--capacity-seconds 4] [--capacity-rate 40000]
+       python bench/floor.py --store-variants   (the stored server's latency, 4 ways)
 The same nginx config, TLS, load client (wss://, 2 processes), 100 users × 1 tab
 and runs as bench/production.py, with bench/plain/raw_server.py in place of
 daphne: first doing nothing but the broadcast, then committing each event to
@@ -53,13 +54,16 @@ def scratch_database() -> Iterator[str]:
                 "frame text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
                 "PRIMARY KEY (user_id, seq))"
             )
+            conn.execute("CREATE TABLE floor_counters (user_id int PRIMARY KEY, last bigint)")
         yield url
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_servers(stack: ExitStack, processes: int, store: str | None) -> list[tuple[int, int]]:
+def start_servers(
+    stack: ExitStack, processes: int, store: str | None, flags: tuple[str, ...] = ()
+) -> list[tuple[int, int]]:
     """Start the raw servers; return each one's (port, pid). They stop when `stack` closes."""
     env = project_env()
     env.pop("DJANGO_SETTINGS_MODULE")
@@ -68,7 +72,7 @@ def start_servers(stack: ExitStack, processes: int, store: str | None) -> list[t
         port = free_port()
         command = [sys.executable, "-m", "bench.plain.raw_server", str(port)]
         proc = subprocess.Popen(
-            command + (["--store", store] if store else []),
+            command + (["--store", store, *flags] if store else []),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -126,15 +130,23 @@ def run_once(
     r.client_cpu = outcome.cpu
 
 
-def measure(system: str, processes: int, args: argparse.Namespace) -> list[Result]:
+def measure(
+    system: str,
+    processes: int,
+    args: argparse.Namespace,
+    flags: tuple[str, ...] = (),
+    latency_only: bool = False,
+) -> list[Result]:
     """Start `processes` raw servers behind nginx and run the latency and capacity runs."""
     results = []
     with ExitStack() as stack:
         store = stack.enter_context(scratch_database()) if system == STORED else None
-        servers = start_servers(stack, processes, store)
+        servers = start_servers(stack, processes, store, flags)
         url, cafile = nginx_in_front(stack, [port for port, _ in servers])
-        label = f"{system}, {processes} process{'es' if processes > 1 else ''} + nginx"
-        plan = [("latency", args.latency_rate)] * 2 + [("capacity", args.capacity_rate)]
+        label = f"{system}{''.join(' ' + f for f in flags)}, {processes} process"
+        label += f"{'es' if processes > 1 else ''} + nginx"
+        plan = [("latency", args.latency_rate)] * 2
+        plan += [] if latency_only else [("capacity", args.capacity_rate)]
         for kind, asked in plan:
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             expected = int(asked / TABS * seconds) // USERS * USERS * TABS
@@ -153,9 +165,19 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=2000)
     parser.add_argument("--capacity-rate", type=float, default=40000)
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--store-variants",
+        action="store_true",
+        help="only the stored server's latency runs, 1 process, as it is and with --thread, "
+        "--counters and both (printed; RESULTS.md is left as it is)",
+    )
     args = parser.parse_args()
     if not reachable(POSTGRES_URL, 5432):
         print(f"skipped: needs PostgreSQL at {POSTGRES_URL}")
+        return
+    if args.store_variants:
+        for flags in [(), ("--thread",), ("--counters",), ("--counters", "--thread")]:
+            measure(STORED, 1, args, flags, latency_only=True)
         return
     lines, factors = [], []
     for system in (RAW, STORED):
