@@ -80,23 +80,38 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def plain_like(url: str, result: Result, seconds: float, processes: int, pid: int) -> None:
-    """Drive the plain Channels app or the raw server (process `pid`; same little protocol)."""
+def plain_like(
+    url: str,
+    result: Result,
+    seconds: float,
+    processes: int,
+    servers: list[tuple[str, int]],
+    ssl_cafile: str | None = None,
+) -> None:
+    """Drive the plain Channels app or the raw servers (same little protocol).
+
+    The sockets open at `url`; each of `servers` (the URL it is driven at, its
+    pid) makes every user's events at the asked rate for the sockets it holds,
+    and its CPU for the run is kept.
+    """
     sockets = [
         loadclient.Socket(greet=json.dumps({"user": i % result.users}))
         for i in range(result.users * result.tabs)
     ]
     emit_rate = result.asked_per_s / result.tabs
     per_socket = int(emit_rate * seconds) // result.users
-    drive = {"users": result.users, "rate": emit_rate, "seconds": seconds}
+    drive = json.dumps({"drive": {"users": result.users, "rate": emit_rate, "seconds": seconds}})
     with contextlib.ExitStack() as stack:
+        cpu_at_start: list[float] = []
 
         def start() -> None:
-            driver = stack.enter_context(sync_connect(url, compression=None))
-            cpu_at_start.append(cpu_seconds(pid))
-            driver.send(json.dumps({"drive": drive}))
-
-        cpu_at_start: list[float] = []
+            drivers = [
+                stack.enter_context(sync_connect(driver_url, compression=None))
+                for driver_url, _ in servers
+            ]
+            cpu_at_start.append(sum(cpu_seconds(pid) for _, pid in servers))
+            for driver in drivers:
+                driver.send(drive)
 
         outcome = loadclient.run(
             url,
@@ -106,8 +121,9 @@ def plain_like(url: str, result: Result, seconds: float, processes: int, pid: in
             stamp=loadclient.PLAIN,
             processes=processes,
             when_ready=start,
+            ssl_cafile=ssl_cafile,
         )
-        result.server_cpu = cpu_seconds(pid) - cpu_at_start[0]
+        result.server_cpu = sum(cpu_seconds(pid) for _, pid in servers) - cpu_at_start[0]
     result.latencies, result.seconds = list(outcome.latencies), outcome.seconds
     result.client_cpu = outcome.cpu
 
@@ -236,7 +252,7 @@ def measure_plain_like(label: str, command: list[str], ws_path: str, args) -> li
             seconds = args.seconds if kind == "latency" else args.capacity_seconds
             expected = int(asked / tabs * seconds) // users * users * tabs
             r = Result(label, users, tabs, kind, asked, expected)
-            plain_like(url, r, seconds, args.client_processes, server.pid)
+            plain_like(url, r, seconds, args.client_processes, [(url, server.pid)])
             results.append(r)
             row(r)
     finally:

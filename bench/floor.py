@@ -14,7 +14,6 @@ bench/RESULTS.md.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -26,12 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
-from websockets.sync.client import connect as sync_connect
 
-from bench import loadclient
-from bench.delivery import ROOT, Result, row, table_head
-from bench.production import nginx_in_front
-from bench.results import cpu_seconds, machine, record, write_section
+from bench.delivery import ROOT, Result, plain_like, row, table_head
+from bench.production import layout_parser, layout_runs, nginx_in_front
+from bench.results import machine, record, write_section
 from tests.daphne import project_env
 from tests.services import POSTGRES_URL, free_port, reachable
 
@@ -85,51 +82,6 @@ def start_servers(
     return servers
 
 
-def run_once(
-    url: str,
-    cafile: str,
-    servers: list[tuple[int, int]],
-    r: Result,
-    seconds: float,
-    client_processes: int,
-) -> None:
-    """Open the 100 sockets through nginx, drive every server at the asked rate, read."""
-    sockets = [
-        loadclient.Socket(greet=json.dumps({"user": i % USERS})) for i in range(USERS * TABS)
-    ]
-    per_socket = int(r.asked_per_s / TABS * seconds) // USERS
-    # Each server makes every user's events; only the users whose socket it holds
-    # get them, so each socket gets `per_socket` and the sum is the asked rate.
-    drive = json.dumps(
-        {"drive": {"users": USERS, "rate": r.asked_per_s / TABS, "seconds": seconds}}
-    )
-    with ExitStack() as stack:
-        cpu_at_start: list[float] = []
-
-        def start() -> None:
-            drivers = [
-                stack.enter_context(sync_connect(f"ws://127.0.0.1:{port}/", compression=None))
-                for port, _ in servers
-            ]
-            cpu_at_start.append(sum(cpu_seconds(pid) for _, pid in servers))
-            for driver in drivers:
-                driver.send(drive)
-
-        outcome = loadclient.run(
-            url,
-            sockets,
-            per_socket=per_socket,
-            deadline_s=seconds + 20,
-            stamp=loadclient.PLAIN,
-            processes=client_processes,
-            when_ready=start,
-            ssl_cafile=cafile,
-        )
-        r.server_cpu = sum(cpu_seconds(pid) for _, pid in servers) - cpu_at_start[0]
-    r.latencies, r.seconds = list(outcome.latencies), outcome.seconds
-    r.client_cpu = outcome.cpu
-
-
 def measure(
     system: str,
     processes: int,
@@ -145,13 +97,13 @@ def measure(
         url, cafile = nginx_in_front(stack, [port for port, _ in servers])
         label = f"{system}{''.join(' ' + f for f in flags)}, {processes} process"
         label += f"{'es' if processes > 1 else ''} + nginx"
-        plan = [("latency", args.latency_rate)] * 2
-        plan += [] if latency_only else [("capacity", args.capacity_rate)]
-        for kind, asked in plan:
-            seconds = args.seconds if kind == "latency" else args.capacity_seconds
+        for kind, asked, seconds in layout_runs(args, latency_only):
             expected = int(asked / TABS * seconds) // USERS * USERS * TABS
             r = Result(label, USERS, TABS, kind, asked, expected)
-            run_once(url, cafile, servers, r, seconds, args.client_processes)
+            # Each server is driven directly and makes every user's events; only the
+            # users whose socket it holds get them, so the sockets get the asked rate.
+            drivers = [(f"ws://127.0.0.1:{port}/", pid) for port, pid in servers]
+            plain_like(url, r, seconds, args.client_processes, drivers, ssl_cafile=cafile)
             results.append(r)
             row(r)
     return results
@@ -159,12 +111,7 @@ def measure(
 
 def main() -> None:
     """Measure both servers with one and two processes and write the section."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6)
-    parser.add_argument("--capacity-seconds", type=float, default=4)
-    parser.add_argument("--latency-rate", type=float, default=2000)
-    parser.add_argument("--capacity-rate", type=float, default=40000)
-    parser.add_argument("--client-processes", type=int, default=2)
+    parser = layout_parser(__doc__)
     parser.add_argument(
         "--store-variants",
         action="store_true",

@@ -45,6 +45,27 @@ def nginx_in_front(stack: ExitStack, ports: list[int]) -> tuple[str, str]:
     return f"wss://127.0.0.1:{https}/ws/agents/", str(tmp / "cert.pem")
 
 
+def layout_parser(description: str | None) -> argparse.ArgumentParser:
+    """The arguments of a run of the layout (bench/floor.py takes the same)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seconds", type=float, default=6)
+    parser.add_argument("--capacity-seconds", type=float, default=4)
+    parser.add_argument("--latency-rate", type=float, default=2000)
+    parser.add_argument("--capacity-rate", type=float, default=40000)
+    parser.add_argument("--client-processes", type=int, default=2)
+    return parser
+
+
+def layout_runs(
+    args: argparse.Namespace, latency_only: bool = False
+) -> list[tuple[str, float, float]]:
+    """The runs of the layout: latency twice, then capacity, as (kind, asked/s, seconds)."""
+    runs = [("latency", args.latency_rate, args.seconds)] * 2
+    if not latency_only:
+        runs.append(("capacity", args.capacity_rate, args.capacity_seconds))
+    return runs
+
+
 def measure(processes: int, args: argparse.Namespace) -> list[Result]:
     """Start `processes` daphnes behind nginx and run the latency and capacity runs."""
     results = []
@@ -61,9 +82,7 @@ def measure(processes: int, args: argparse.Namespace) -> list[Result]:
         url, cafile = nginx_in_front(stack, [s.port for s in servers])
         tokens = issue_tokens(env, USERS, setup=FIREHOSE)
         label = f"{processes} daphne{'s' if processes > 1 else ''} + nginx, Redis, PostgreSQL"
-        plan = [("latency", args.latency_rate)] * 2 + [("capacity", args.capacity_rate)]
-        for kind, asked in plan:
-            seconds = args.seconds if kind == "latency" else args.capacity_seconds
+        for kind, asked, seconds in layout_runs(args):
             per_user = max(1, round(asked / TABS / USERS))
             r = Result(label, USERS, TABS, kind, asked, per_user * int(seconds) * USERS * TABS)
             ours(url, tokens, r, seconds, args.client_processes, ssl_cafile=cafile)
@@ -74,13 +93,7 @@ def measure(processes: int, args: argparse.Namespace) -> list[Result]:
 
 def main() -> None:
     """Measure one and two processes and write the section."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6)
-    parser.add_argument("--capacity-seconds", type=float, default=4)
-    parser.add_argument("--latency-rate", type=float, default=2000)
-    parser.add_argument("--capacity-rate", type=float, default=40000)
-    parser.add_argument("--client-processes", type=int, default=2)
-    args = parser.parse_args()
+    args = layout_parser(__doc__).parse_args()
     if not (reachable(REDIS_URL, 6379) and reachable(POSTGRES_URL, 5432)):
         print(f"skipped: needs Redis at {REDIS_URL} and PostgreSQL at {POSTGRES_URL}")
         return
