@@ -11,6 +11,11 @@ DELIVERY_FAILURES = Counter(
     "chatplatform_delivery_failures_total",
     "Events stored but not published to the channel layer (clients get them by resume)",
 )
+OUTBOX_EVENTS = Gauge(
+    "chatplatform_outbox_events",
+    "Events stored and sent to this process's sockets, still queued for the other processes",
+    multiprocess_mode="livesum",
+)
 GAP_FILLS = Counter(
     "chatplatform_gap_fills_total", "Times a socket's stream had a hole filled from storage"
 )

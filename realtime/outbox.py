@@ -19,7 +19,7 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from realtime.layers import Messages, group_send_many
-from realtime.metrics import DELIVERY_FAILURES
+from realtime.metrics import DELIVERY_FAILURES, OUTBOX_EVENTS
 
 logger = logging.getLogger("realtime.hub")
 
@@ -43,6 +43,7 @@ class RemoteOutbox:
         """Queue the messages behind those put before; wait only while the queue is full."""
         self._queue.extend(messages)
         self._events += events
+        OUTBOX_EVENTS.inc(events)
         self._ensure_running()
         if self._events > self._max_events:
             if self._taken is None:
@@ -91,6 +92,8 @@ class RemoteOutbox:
                 ranges(messages),
                 extra={"user_id": first["user_id"], "seq": first["events"][0][0]},
             )
+        finally:
+            OUTBOX_EVENTS.dec(count)  # sent, failed, or dropped by a cancelled sender
 
 
 def ranges(messages: Messages) -> str:

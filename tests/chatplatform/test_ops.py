@@ -72,6 +72,7 @@ def test_metrics_content_and_access(client, settings):
         "chatplatform_runs_active",
         'chatplatform_events_emitted_total{type="agent_started"}',
         "chatplatform_delivery_failures_total",
+        "chatplatform_outbox_events",
         "chatplatform_emit_to_socket_seconds_bucket",
         "chatplatform_replayed_events_total",
     ):

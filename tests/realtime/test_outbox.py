@@ -53,12 +53,15 @@ async def test_messages_go_out_in_the_order_they_were_put_while_a_send_is_in_fli
     # Returns at once: nothing waits for the layer.
     await asyncio.wait_for(outbox.put([message(0)], 1), 5)
     await layer.sending.wait()  # the sender holds message 0 at the gate
+    before = REGISTRY.get_sample_value("chatplatform_outbox_events")
     for n in range(1, 50):
         await outbox.put([message(n, user=n % 3)], 1)
     assert layer.sent == []
+    assert REGISTRY.get_sample_value("chatplatform_outbox_events") == before + 49
     layer.gate.set()
     await outbox.drain()
     assert layer.sent == list(range(50))
+    assert REGISTRY.get_sample_value("chatplatform_outbox_events") == before - 1
 
 
 async def test_a_full_outbox_makes_put_wait_until_the_sender_takes_the_queue():
