@@ -59,7 +59,11 @@ class RemoteOutbox:
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._wake, self._idle, self._taken = asyncio.Event(), asyncio.Event(), None
+            # A sender that died (cancelled) is replaced; a put waiting for room on this
+            # loop keeps its future, which the new sender resolves when it takes the queue.
+            self._wake, self._idle = asyncio.Event(), asyncio.Event()
+            if self._taken is not None and self._taken.get_loop() is not loop:
+                self._taken = None
             self._task = loop.create_task(self._run(), name="remote-outbox")
         assert self._wake is not None and self._idle is not None
         self._idle.clear()
@@ -98,9 +102,7 @@ class RemoteOutbox:
 
 def ranges(messages: Messages) -> str:
     """Name each user's seqs in the messages: 'user_id=7 seq=3..6, user_id=9 seq=1..1'."""
-    spans: dict[Any, tuple[int, int]] = {}
+    seqs: dict[Any, list[int]] = {}
     for _, message in messages:
-        seqs = [int(item[0]) for item in message["events"]]
-        low, high = spans.get(message["user_id"], (min(seqs), max(seqs)))
-        spans[message["user_id"]] = (min(low, *seqs), max(high, *seqs))
-    return ", ".join(f"user_id={user} seq={low}..{high}" for user, (low, high) in spans.items())
+        seqs.setdefault(message["user_id"], []).extend(int(item[0]) for item in message["events"])
+    return ", ".join(f"user_id={user} seq={min(s)}..{max(s)}" for user, s in seqs.items())

@@ -1,6 +1,7 @@
 """The outbox: events for other processes go in order, off the writer's path, bounded."""
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -78,6 +79,27 @@ async def test_a_full_outbox_makes_put_wait_until_the_sender_takes_the_queue():
     await asyncio.wait_for(third, 5)
     await outbox.drain()
     assert layer.sent == [0, 1, 2]
+
+
+async def test_a_put_waiting_for_room_is_released_by_the_sender_that_replaces_a_dead_one():
+    layer = GatedLayer()
+    outbox = RemoteOutbox(layer, max_events=1)
+    await outbox.put([message(0)], 1)
+    await layer.sending.wait()  # the sender holds message 0 at the gate
+    await outbox.put([message(1)], 1)
+    waiting = asyncio.create_task(outbox.put([message(2)], 1))  # over the bound: waits
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    sender = outbox._task
+    sender.cancel()  # the sender dies mid-send (message 0 is dropped)
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    layer.gate.set()
+    await asyncio.wait_for(outbox.put([message(3)], 1), 5)  # a new sender takes 1, 2, 3
+    await asyncio.wait_for(waiting, 5)
+    await outbox.drain()
+    assert layer.sent == [1, 2, 3]
 
 
 async def test_a_failed_send_is_counted_and_logged_and_the_sends_after_it_go(caplog):
