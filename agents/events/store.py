@@ -124,7 +124,7 @@ def _events_record_postgresql(
                 try:
                     cursor.execute(text, params)
                 except BaseException as exc:
-                    if isinstance(exc, Exception) and attempt == 1 and driver.broken:
+                    if attempt == 1 and _lost(driver, exc):
                         connection.close()  # dead since its last use: nothing was stored
                         continue
                     _roll_back(driver)
@@ -143,7 +143,7 @@ def _events_record_postgresql(
                     return stored
                 except BaseException as exc:
                     # Lost during the message that ends in COMMIT: committed or not?
-                    if isinstance(exc, Exception) and driver.broken:
+                    if _lost(driver, exc):
                         if _committed_after_all(backend, rows[0], created_at):
                             return stored
                     else:
@@ -215,6 +215,25 @@ def _found_after_all(backend: int, first: "EventRow", created_at: datetime) -> b
             ],
         )
         return bool(cursor.fetchall())
+
+
+def _lost(driver: Any, exc: BaseException) -> bool:
+    """Whether exc came from the connection being lost while a message was out.
+
+    The driver marks such a connection broken when it reads the server's
+    goodbye or the end of the socket; when the socket reports an error first
+    (the server process gone and its kernel resetting the connection), it
+    raises "connection socket closed" and leaves the connection looking
+    healthy with the message's reply still awaited (libpq's ACTIVE): the
+    server may have run it all the same.
+    """
+    from psycopg.pq import TransactionStatus
+
+    if not isinstance(exc, Exception):
+        return False
+    if driver.broken:
+        return True
+    return not driver.closed and driver.info.transaction_status == TransactionStatus.ACTIVE
 
 
 def _roll_back(driver: Any) -> None:

@@ -404,9 +404,47 @@ def test_a_connection_that_cannot_be_opened_again_fails_the_batch_with_djangos_e
     assert UserEventCounter.objects.get(user=user).last_seq == 1
 
 
-def lost_at_commit(monkeypatch, before=None, after=None):
+@postgres_only
+def test_a_connection_whose_socket_fails_at_the_first_message_is_opened_again(
+    make_user, monkeypatch
+):
+    # The socket reports an error before the server's goodbye is read: the
+    # driver does not mark the connection broken, yet nothing was committed.
+    import psycopg
+
+    user, run = one_event_stored(make_user)
+    connection.ensure_connection()
+    lost = connection.connection
+    cursor_class = type(lost.cursor())
+    real_execute = cursor_class.execute
+
+    def socket_fails_once(cursor, *args, **kwargs):
+        if cursor.connection is lost:
+            kill(lost.info.backend_pid)
+            lost.pgconn.send_query(b"SELECT 1")
+            raise psycopg.OperationalError("connection socket closed")
+        return real_execute(cursor, *args, **kwargs)
+
+    monkeypatch.setattr(cursor_class, "execute", socket_fails_once)
+    batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {}) for _ in range(2)]
+    assert [seq for seq, _, _ in events_record(batch)] == [2, 3]
+    assert connection.connection is not lost
+    monkeypatch.undo()
+    seqs = list(RunEvent.objects.filter(user=user).order_by("seq").values_list("seq", flat=True))
+    assert seqs == [1, 2, 3]
+
+
+def lost_at_commit(monkeypatch, before=None, after=None, socket_error=False):
     """Make the next batch's last message be lost: `before` it is sent, or once it committed
-    (then `after` runs, before the driver finds the connection gone)."""
+    (then `after` runs, before the driver finds the connection gone).
+
+    With socket_error the driver finds it gone as when the socket reports an
+    error before the server's goodbye is read: psycopg raises "connection
+    socket closed" with the reply still awaited and the connection not marked
+    broken.
+    """
+    import psycopg
+
     from agents.events import store
 
     real = store._events_insert
@@ -421,16 +459,22 @@ def lost_at_commit(monkeypatch, before=None, after=None):
         kill(backend)  # committed, and the reply never comes
         if after is not None:
             after()
+        if socket_error:
+            connection.connection.pgconn.send_query(b"SELECT 1")
+            raise psycopg.OperationalError("connection socket closed")
         cursor.execute("SELECT 1")
 
     monkeypatch.setattr(store, "_events_insert", insert_then_lose)
 
 
 @postgres_only
+@pytest.mark.parametrize("socket_error", [False, True], ids=["goodbye read", "socket error"])
 @pytest.mark.parametrize("count", [2, COPY_ABOVE + 1])
-def test_a_batch_committed_as_its_connection_was_lost_is_stored_once(make_user, monkeypatch, count):
+def test_a_batch_committed_as_its_connection_was_lost_is_stored_once(
+    make_user, monkeypatch, count, socket_error
+):
     user, run = one_event_stored(make_user)
-    lost_at_commit(monkeypatch)
+    lost_at_commit(monkeypatch, socket_error=socket_error)
     batch = [NewEvent(user.pk, str(run.pk), "agent_thinking", {"i": i}) for i in range(count)]
     assert [seq for seq, _, _ in events_record(batch)] == list(range(2, count + 2))
     monkeypatch.undo()
