@@ -142,6 +142,8 @@ class EventWriter:
     async def _run(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
+        batch: list[_Pending] = []
+        outcomes: list[Outcome] | None = None
         try:
             while True:
                 if not self._queue:
@@ -161,12 +163,35 @@ class EventWriter:
                 self.batches += 1
                 _observe(batch, taken)
                 await self._finish(batch, outcomes)
+                batch, outcomes = [], None
         except asyncio.CancelledError:
-            for pending in self._queue:
-                if pending.future is not None and not pending.future.done():
-                    pending.future.set_exception(RuntimeError("event writer stopped"))
-            self._queue.clear()
+            self._stopped(batch, outcomes)
             raise
+
+    def _stopped(self, batch: list[_Pending], outcomes: list[Outcome] | None) -> None:
+        """Tell every waiting writer of the batch in hand and of the queue that this one stopped.
+
+        The batch in hand: its outcomes if its store ended (stored events are
+        stored, their sockets catch up on resume), else that it may or may not
+        have been stored (its transaction may still commit on the thread).
+        """
+        stopped = RuntimeError("event writer stopped")
+        if outcomes is None:
+            outcomes = [
+                RuntimeError("event writer stopped while storing the event; it may be stored")
+            ] * len(batch)
+        waiting = [
+            *zip(batch, outcomes, strict=True),
+            *((pending, stopped) for pending in self._queue),
+        ]
+        self._queue.clear()
+        for pending, outcome in waiting:
+            if pending.future is None or pending.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(pending.envelope)
 
     def _store_here(self, batch: list[_Pending]) -> list[Outcome] | None:
         """Store the batch on the loop's thread if the InlineStore takes it; else None."""

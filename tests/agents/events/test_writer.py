@@ -404,3 +404,66 @@ async def test_the_stored_payload_reads_back_as_the_data(amake_user):
     finally:
         writer.close()
     assert await stored(user.pk) == [(1, ODD_DATA)]
+
+
+def writer_task(before: set[asyncio.Task]) -> asyncio.Task:
+    """The event writer's task started since `before` was taken."""
+    (task,) = [t for t in asyncio.all_tasks() - before if t.get_name() == "event-writer"]
+    return task
+
+
+async def test_a_writer_stopped_while_storing_tells_every_waiting_writer(amake_user, monkeypatch):
+    import threading
+
+    from agents.events import writer as writer_module
+
+    user = await amake_user()
+    ref = await make_run(user)
+    started, release = threading.Event(), threading.Event()
+    real_store = writer_module._store
+
+    def slow_store(batch):
+        started.set()
+        release.wait(10)
+        return real_store(batch)
+
+    monkeypatch.setattr(writer_module, "_store", slow_store)
+    writer = EventWriter(publish=lambda events: asyncio.sleep(0))
+    event = NewEvent(user.pk, ref.run_id, "partial_result", {"delta": "x"})
+    before = asyncio.all_tasks()
+    in_hand = asyncio.create_task(writer.write(ref, event, 0.0))
+    await asyncio.to_thread(started.wait, 5)
+    queued = asyncio.create_task(writer.write(ref, event, 0.0))
+    await asyncio.sleep(0.05)
+    writer_task(before).cancel()
+    with pytest.raises(RuntimeError, match="it may be stored"):
+        await asyncio.wait_for(in_hand, 5)
+    with pytest.raises(RuntimeError, match=r"^event writer stopped$"):
+        await asyncio.wait_for(queued, 5)
+    release.set()
+    await database_sync_to_async(writer.close)()
+    assert [seq for seq, _ in await stored(user.pk)] == [1]  # the batch in hand did commit
+
+
+async def test_a_writer_stopped_while_publishing_returns_what_it_stored(amake_user):
+    user = await amake_user()
+    ref = await make_run(user)
+    publishing = asyncio.Event()
+
+    async def publish(events: list[StoredEvent]) -> None:
+        publishing.set()
+        await asyncio.Event().wait()  # never returns
+
+    writer = EventWriter(publish=publish)
+    event = NewEvent(user.pk, ref.run_id, "partial_result", {"delta": "x"})
+    before = asyncio.all_tasks()
+    in_hand = asyncio.create_task(writer.write(ref, event, 0.0))
+    await asyncio.wait_for(publishing.wait(), 5)
+    queued = asyncio.create_task(writer.write(ref, event, 0.0))
+    await asyncio.sleep(0.05)
+    writer_task(before).cancel()
+    assert (await asyncio.wait_for(in_hand, 5))["seq"] == 1
+    with pytest.raises(RuntimeError, match=r"^event writer stopped$"):
+        await asyncio.wait_for(queued, 5)
+    await database_sync_to_async(writer.close)()
+    assert [seq for seq, _ in await stored(user.pk)] == [1]
