@@ -175,23 +175,22 @@ class EventWriter:
         stored, their sockets catch up on resume), else that it may or may not
         have been stored (its transaction may still commit on the thread).
         """
-        stopped = RuntimeError("event writer stopped")
+        queued, self._queue = self._queue, []
+        if queued or (batch and outcomes is None):
+            logger.warning(
+                "event writer stopped: %s queued events not stored, %s being stored",
+                len(queued),
+                len(batch) if outcomes is None else 0,
+            )
         if outcomes is None:
             outcomes = [
                 RuntimeError("event writer stopped while storing the event; it may be stored")
-            ] * len(batch)
-        waiting = [
-            *zip(batch, outcomes, strict=True),
-            *((pending, stopped) for pending in self._queue),
-        ]
-        self._queue.clear()
-        for pending, outcome in waiting:
-            if pending.future is None or pending.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result(pending.envelope)
+                for _ in batch
+            ]
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            _resolve(pending, outcome)
+        for pending in queued:
+            _resolve(pending, RuntimeError("event writer stopped"))
 
     def _store_here(self, batch: list[_Pending]) -> list[Outcome] | None:
         """Store the batch on the loop's thread if the InlineStore takes it; else None."""
@@ -217,13 +216,7 @@ class EventWriter:
             # publish handles its own failures; anything else must not stop the writer.
             logger.exception("publishing %s events failed", len(stored))
         for pending, outcome in zip(batch, outcomes, strict=True):
-            # An enqueued event's failure was logged where it happened (_failed).
-            if pending.future is None:
-                continue
-            if isinstance(outcome, BaseException):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result(pending.envelope)
+            _resolve(pending, outcome)
 
     def close(self) -> None:
         """Close the writer thread's database connections and stop the thread."""
@@ -270,6 +263,17 @@ def _observe(batch: list[_Pending], taken: float) -> None:
     EVENT_BATCH_SIZE.observe(len(batch))
     EVENT_BATCH_WAIT_SECONDS.observe(max(0.0, taken - batch[0].called_at))
     EVENT_BATCH_SECONDS.observe(max(0.0, time.time() - taken))
+
+
+def _resolve(pending: _Pending, outcome: Outcome) -> None:
+    """Give the event's waiting writer, if any, its envelope or its failure."""
+    # An enqueued event has no future: its failure was logged where it happened (_failed).
+    if pending.future is None or pending.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        pending.future.set_exception(outcome)
+    else:
+        pending.future.set_result(pending.envelope)
 
 
 def _retrieved(future: "asyncio.Future[dict[str, Any]]") -> None:

@@ -412,7 +412,9 @@ def writer_task(before: set[asyncio.Task]) -> asyncio.Task:
     return task
 
 
-async def test_a_writer_stopped_while_storing_tells_every_waiting_writer(amake_user, monkeypatch):
+async def test_a_writer_stopped_while_storing_tells_every_waiting_writer(
+    amake_user, monkeypatch, caplog
+):
     import threading
 
     from agents.events import writer as writer_module
@@ -440,6 +442,7 @@ async def test_a_writer_stopped_while_storing_tells_every_waiting_writer(amake_u
         await asyncio.wait_for(in_hand, 5)
     with pytest.raises(RuntimeError, match=r"^event writer stopped$"):
         await asyncio.wait_for(queued, 5)
+    assert "1 queued events not stored, 1 being stored" in caplog.text
     release.set()
     await database_sync_to_async(writer.close)()
     assert [seq for seq, _ in await stored(user.pk)] == [1]  # the batch in hand did commit
