@@ -52,9 +52,14 @@ class RemoteOutbox:
             await asyncio.shield(self._taken)
 
     async def drain(self) -> None:
-        """Wait until everything put so far is sent (or its send failed)."""
-        if self._idle is not None:
-            await self._idle.wait()
+        """Wait until everything put so far is sent (or its send failed, or its sender died)."""
+        while self._idle is not None:
+            if self._queue and (self._task is None or self._task.done()):
+                self._ensure_running()  # a dead sender's queue: a new one sends it
+            idle = self._idle
+            await idle.wait()
+            if not self._queue:
+                return
 
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,19 +75,23 @@ class RemoteOutbox:
         self._wake.set()
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        while True:
-            if not self._queue:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            messages, self._queue = self._queue, []
-            count, self._events = self._events, 0
-            if self._taken is not None:
-                self._taken.set_result(None)
-                self._taken = None
-            await self._send(messages, count)
+        wake, idle = self._wake, self._idle
+        assert wake is not None and idle is not None
+        try:
+            while True:
+                if not self._queue:
+                    idle.set()
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                messages, self._queue = self._queue, []
+                count, self._events = self._events, 0
+                if self._taken is not None:
+                    self._taken.set_result(None)
+                    self._taken = None
+                await self._send(messages, count)
+        finally:
+            idle.set()  # not sending any more: a drain waiting on it looks at the queue again
 
     async def _send(self, messages: Messages, count: int) -> None:
         try:

@@ -102,6 +102,26 @@ async def test_a_put_waiting_for_room_is_released_by_the_sender_that_replaces_a_
     assert layer.sent == [1, 2, 3]
 
 
+async def test_a_drain_when_the_sender_died_mid_send_sends_what_is_left_and_returns():
+    layer = GatedLayer()
+    outbox = RemoteOutbox(layer)
+    await outbox.put([message(0)], 1)
+    await layer.sending.wait()  # the sender holds message 0 at the gate
+    await outbox.put([message(1)], 1)
+    draining = asyncio.create_task(outbox.drain())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not draining.done()
+    sender = outbox._task
+    sender.cancel()  # the sender dies mid-send (message 0 is dropped)
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    layer.gate.set()
+    await asyncio.wait_for(draining, 5)  # a new sender took message 1
+    assert layer.sent == [1]
+    await asyncio.wait_for(outbox.drain(), 5)
+
+
 async def test_a_failed_send_is_counted_and_logged_and_the_sends_after_it_go(caplog):
     layer = GatedLayer(fail_first=1)
     outbox = RemoteOutbox(layer)
