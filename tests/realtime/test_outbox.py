@@ -81,6 +81,18 @@ async def test_a_full_outbox_makes_put_wait_until_the_sender_takes_the_queue():
     assert layer.sent == [0, 1, 2]
 
 
+async def sender_dies_while(waiter: asyncio.Task, outbox: RemoteOutbox) -> None:
+    """Check that `waiter` waits, then cancel the outbox's sender mid-send (its message dropped)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiter.done()
+    sender = outbox._task
+    assert sender is not None
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+
+
 async def test_a_put_waiting_for_room_is_released_by_the_sender_that_replaces_a_dead_one():
     layer = GatedLayer()
     outbox = RemoteOutbox(layer, max_events=1)
@@ -88,13 +100,7 @@ async def test_a_put_waiting_for_room_is_released_by_the_sender_that_replaces_a_
     await layer.sending.wait()  # the sender holds message 0 at the gate
     await outbox.put([message(1)], 1)
     waiting = asyncio.create_task(outbox.put([message(2)], 1))  # over the bound: waits
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert not waiting.done()
-    sender = outbox._task
-    sender.cancel()  # the sender dies mid-send (message 0 is dropped)
-    with contextlib.suppress(asyncio.CancelledError):
-        await sender
+    await sender_dies_while(waiting, outbox)
     layer.gate.set()
     await asyncio.wait_for(outbox.put([message(3)], 1), 5)  # a new sender takes 1, 2, 3
     await asyncio.wait_for(waiting, 5)
@@ -109,13 +115,7 @@ async def test_a_drain_when_the_sender_died_mid_send_sends_what_is_left_and_retu
     await layer.sending.wait()  # the sender holds message 0 at the gate
     await outbox.put([message(1)], 1)
     draining = asyncio.create_task(outbox.drain())
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert not draining.done()
-    sender = outbox._task
-    sender.cancel()  # the sender dies mid-send (message 0 is dropped)
-    with contextlib.suppress(asyncio.CancelledError):
-        await sender
+    await sender_dies_while(draining, outbox)
     layer.gate.set()
     await asyncio.wait_for(draining, 5)  # a new sender took message 1
     assert layer.sent == [1]
